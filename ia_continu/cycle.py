@@ -1,0 +1,329 @@
+"""One continuous-training cycle as plain functions: ingest, detect drift, retrain.
+
+Each function is either I/O (database, MLflow: the flows retry these) or pure
+computation (never retried). Flows in ``flows/`` only wire them together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pandas as pd
+
+from ia_continu import registry
+from ia_continu.drift import detect_data_drift, detect_performance_drift
+from ia_continu.policy import decide_retrain
+from ia_continu.promotion import decide_promotion
+from ia_continu.settings import Settings
+from ia_continu.sources import Schema, build_source
+from ia_continu.storage import repository
+from ia_continu.storage.schema import get_engine
+from ia_continu.training import accuracy, split_holdout, train
+
+Trigger = Literal["drift", "manual", "bootstrap"]
+
+
+def ingest(settings: Settings, ingest_key: str | None = None) -> dict[str, Any]:
+    """Persist the next batch of the configured source exactly once (I/O).
+
+    Returns:
+        ``{"batch_id", "source", "position", "n_rows", "created"}``; ``created`` is False
+        when ``ingest_key`` had already stored this batch.
+    """
+    source = build_source(settings)
+    info = repository.ingest_next(get_engine(settings.resolved_database_url), source, ingest_key)
+    return {
+        "batch_id": info.id,
+        "source": info.source,
+        "position": info.position,
+        "n_rows": info.n_rows,
+        "created": info.created,
+    }
+
+
+@dataclass
+class DriftInputs:
+    """What a drift report compares: champion, its reference window, the current window."""
+
+    source: str
+    schema: Schema
+    current_batch_ids: list[int]
+    current: pd.DataFrame
+    newest: pd.DataFrame
+    champion: registry.ModelRef | None
+    reference: pd.DataFrame | None
+    champion_model: Any | None
+
+
+def load_drift_inputs(settings: Settings) -> DriftInputs:
+    """Read the current window, the champion and its training (reference) window (I/O).
+
+    Raises:
+        LookupError: no batch has been ingested for the configured source yet.
+    """
+    source = build_source(settings)
+    engine = get_engine(settings.resolved_database_url)
+    batches = repository.latest_batches(engine, source.name, settings.current_window_batches)
+    if not batches:
+        raise LookupError(f"no batch ingested yet for {source.name}: run the generate flow")
+    ids = [b.id for b in batches]
+    current = repository.load_frame(engine, ids)
+    newest = current[current["batch_id"] == ids[-1]]
+    mlflow_client = registry.client(settings.mlflow_tracking_uri)
+    champion = registry.get_alias(mlflow_client, settings.registered_model_name)
+    reference = model = None
+    if champion is not None:
+        model = registry.load_model(champion.uri)
+        if champion.training_batch_ids:
+            reference = repository.load_frame(engine, champion.training_batch_ids)
+    return DriftInputs(
+        source.name, source.schema, ids, current, newest, champion, reference, model
+    )
+
+
+def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False) -> dict[str, Any]:
+    """Data drift, performance drift and the retrain decision, as a JSON-ready report (pure).
+
+    The report's ``id`` is fresh; ``decision.retrain`` says whether to retrain.
+    """
+    data = performance = None
+    if inputs.champion is not None and inputs.reference is not None:
+        data = detect_data_drift(
+            inputs.reference,
+            inputs.current,
+            numeric=inputs.schema.numeric,
+            categorical=inputs.schema.categorical,
+            alpha=settings.drift_alpha,
+            min_wasserstein=settings.drift_min_wasserstein,
+            min_psi=settings.drift_min_psi,
+            min_features=settings.drift_min_features,
+        )
+    if inputs.champion is not None and inputs.champion_model is not None:
+        performance = detect_performance_drift(
+            accuracy(inputs.champion_model, inputs.newest, inputs.schema),
+            inputs.champion.validation_accuracy,
+            n=len(inputs.newest),
+            floor=settings.accuracy_floor,
+            tolerance=settings.accuracy_tolerance,
+        )
+    decision = decide_retrain(
+        has_champion=inputs.champion is not None,
+        concept_drift=bool(performance and performance.drift),
+        data_drift=bool(data and data.drift),
+        retrain_on_data_drift=settings.retrain_on_data_drift,
+        force=force,
+    )
+    return {
+        "id": uuid.uuid4().hex,
+        "created_at": datetime.now(UTC).isoformat(),
+        "source": inputs.source,
+        "batch_id": inputs.current_batch_ids[-1],
+        "current_batch_ids": inputs.current_batch_ids,
+        "reference_batch_ids": inputs.champion.training_batch_ids if inputs.champion else [],
+        "champion_version": inputs.champion.version if inputs.champion else None,
+        "data_drift": data.to_dict() if data else None,
+        "performance": performance.to_dict() if performance else None,
+        "decision": {"retrain": decision.retrain, "reason": decision.reason},
+    }
+
+
+def drift_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """Flat MLflow metrics of a report: per-feature statistic, p-value, effect, flags."""
+    metrics: dict[str, float] = {"retrain": float(report["decision"]["retrain"])}
+    data = report.get("data_drift")
+    if data:
+        metrics["data_drift"] = float(data["drift"])
+        metrics["drift_share"] = float(data["drift_share"])
+        for item in data["features"]:
+            name = item["feature"]
+            for key in ("statistic", "p_value", "p_adjusted", "effect", "psi"):
+                value = item[key]
+                if value == value and abs(value) != float("inf"):  # MLflow rejects NaN/inf
+                    metrics[f"{name}.{key}"] = float(value)
+            metrics[f"{name}.drifted"] = float(item["drifted"])
+    perf = report.get("performance")
+    if perf:
+        metrics["champion_accuracy"] = float(perf["accuracy"])
+        metrics["concept_drift"] = float(perf["drift"])
+    return metrics
+
+
+def persist_drift_report(settings: Settings, report: dict[str, Any]) -> str:
+    """Store the report in the database and log it to MLflow (I/O, idempotent on its id)."""
+    engine = get_engine(settings.resolved_database_url)
+    report_id = repository.save_drift_report(
+        engine,
+        source=report["source"],
+        batch_id=report["batch_id"],
+        champion_version=report["champion_version"],
+        data_drift=bool(report["data_drift"] and report["data_drift"]["drift"]),
+        concept_drift=bool(report["performance"] and report["performance"]["drift"]),
+        retrain=report["decision"]["retrain"],
+        report=report,
+        report_id=report["id"],
+    )
+    registry.client(settings.mlflow_tracking_uri)
+    registry.experiment_id(registry.client(settings.mlflow_tracking_uri), settings.mlflow_experiment)
+    run_id = registry.log_drift_run(
+        experiment=settings.mlflow_experiment,
+        report=report,
+        metrics=drift_metrics(report),
+        tags={
+            "kind": "drift_report",
+            "drift_report_id": report_id,
+            "batch_id": str(report["batch_id"]),
+            "source": report["source"],
+        },
+    )
+    repository.attach_mlflow_run(engine, report_id, run_id)
+    return report_id
+
+
+@dataclass
+class TrainingWindow:
+    """Training rows and held-out newest rows, with their lineage."""
+
+    source: str
+    schema: Schema
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    training_batch_ids: list[int]
+    holdout_batch_id: int
+    champion: registry.ModelRef | None
+    champion_model: Any | None
+
+
+def load_training_window(settings: Settings) -> TrainingWindow:
+    """The sliding window: newest ``training_window_batches`` + 1 batches, and the champion (I/O).
+
+    The newest batch is held out; with a single batch, its last quarter is.
+
+    Raises:
+        LookupError: no batch has been ingested yet.
+    """
+    source = build_source(settings)
+    engine = get_engine(settings.resolved_database_url)
+    batches = repository.latest_batches(engine, source.name, settings.training_window_batches + 1)
+    if not batches:
+        raise LookupError(f"no batch ingested yet for {source.name}: run the generate flow")
+    frame = repository.load_frame(engine, [b.id for b in batches])
+    train_rows, holdout = split_holdout(frame)
+    mlflow_client = registry.client(settings.mlflow_tracking_uri)
+    champion = registry.get_alias(mlflow_client, settings.registered_model_name)
+    model = registry.load_model(champion.uri) if champion else None
+    return TrainingWindow(
+        source=source.name,
+        schema=source.schema,
+        train=train_rows,
+        holdout=holdout,
+        training_batch_ids=sorted(int(b) for b in train_rows["batch_id"].unique()),
+        holdout_batch_id=int(holdout["batch_id"].iloc[-1]),
+        champion=champion,
+        champion_model=model,
+    )
+
+
+def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dict[str, Any]]:
+    """Train a challenger, score it and the champion on the same held-out rows, gate (pure).
+
+    Returns:
+        ``(challenger_model, decision_dict)``.
+    """
+    challenger = train(window.train, window.schema, settings.estimator, settings.estimator_params)
+    challenger_acc = accuracy(challenger, window.holdout, window.schema)
+    champion_acc = (
+        accuracy(window.champion_model, window.holdout, window.schema)
+        if window.champion_model is not None
+        else None
+    )
+    decision = decide_promotion(challenger_acc, champion_acc, settings.promotion_margin)
+    return challenger, decision.to_dict()
+
+
+def record_challenger(
+    settings: Settings,
+    window: TrainingWindow,
+    challenger: Any,
+    decision: dict[str, Any],
+    *,
+    trigger: Trigger,
+    drift_report_id: str | None,
+) -> dict[str, Any]:
+    """Log the challenger run to MLflow; if the gate passed, register and promote it (I/O).
+
+    Returns:
+        ``{"promoted", "version", "previous_version", "run_id", "challenger_accuracy",
+        "champion_accuracy", "reason", "trigger", "drift_report_id"}``.
+    """
+    mlflow_client = registry.client(settings.mlflow_tracking_uri)
+    features = list(window.schema.features)
+    lineage = {
+        "source": window.source,
+        "training_batch_ids": window.training_batch_ids,
+        "holdout_batch_id": window.holdout_batch_id,
+        "train_rows": len(window.train),
+        "holdout_rows": len(window.holdout),
+    }
+    metrics = {"challenger_accuracy": decision["challenger_accuracy"]}
+    if decision["champion_accuracy"] is not None:
+        metrics["champion_accuracy"] = decision["champion_accuracy"]
+    tags = {
+        "kind": "retrain",
+        "trigger": trigger,
+        "drift_report_id": drift_report_id or "",
+        "promoted": str(decision["promote"]).lower(),
+        "source": window.source,
+    }
+    run_id, model_uri = registry.log_challenger(
+        mlflow_client,
+        experiment=settings.mlflow_experiment,
+        model=challenger,
+        input_example=window.holdout[features].head(5),
+        params={
+            "estimator": settings.estimator,
+            "estimator_params": settings.estimator_params,
+            "training_window_batches": settings.training_window_batches,
+            "batch_size": settings.batch_size,
+            "promotion_margin": settings.promotion_margin,
+            "source": window.source,
+            "train_rows": len(window.train),
+        },
+        metrics=metrics,
+        tags=tags,
+        lineage=lineage,
+    )
+    outcome: dict[str, Any] = {
+        "promoted": False,
+        "version": None,
+        "previous_version": window.champion.version if window.champion else None,
+        "run_id": run_id,
+        "challenger_accuracy": decision["challenger_accuracy"],
+        "champion_accuracy": decision["champion_accuracy"],
+        "reason": decision["reason"],
+        "trigger": trigger,
+        "drift_report_id": drift_report_id,
+    }
+    if not decision["promote"]:
+        return outcome
+    version = registry.register(
+        mlflow_client,
+        name=settings.registered_model_name,
+        model_uri=model_uri,
+        run_id=run_id,
+        tags={
+            "validation_accuracy": f"{decision['challenger_accuracy']:.6f}",
+            "training_batch_ids": ",".join(map(str, window.training_batch_ids)),
+            "holdout_batch_id": str(window.holdout_batch_id),
+            "source": window.source,
+            "trigger": trigger,
+            "drift_report_id": drift_report_id or "",
+        },
+    )
+    outcome["previous_version"] = registry.promote(
+        mlflow_client, settings.registered_model_name, version
+    )
+    outcome.update(promoted=True, version=version)
+    return outcome

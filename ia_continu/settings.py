@@ -1,0 +1,127 @@
+"""Configuration of the continuous-training loop, read from ``IAC_*`` environment variables.
+
+Every setting has a default that runs the embedded demo (Elec2 replay, local SQLite,
+local MLflow server). Secrets are :class:`~pydantic.SecretStr` and never printed.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+PACKAGED_ELEC2 = Path(__file__).parent / "datasets" / "electricity.csv"
+
+SyntheticMode = Literal["stable", "covariate_shift", "concept_drift"]
+EstimatorName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
+
+
+class Settings(BaseSettings):
+    """All knobs of IA Continu. Environment variable = ``IAC_`` + field name, upper case.
+
+    Raises:
+        pydantic.ValidationError: on an invalid value; the message names the setting
+            (for example ``IAC_BATCH_SIZE``).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="IAC_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # --- where state lives -------------------------------------------------------------
+    data_dir: Path = Field(Path(".iac"), description="Local state: SQLite files, artifacts.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the project database; default SQLite in data_dir."
+    )
+    mlflow_tracking_uri: str = "http://127.0.0.1:5000"
+    mlflow_experiment: str = "ia-continu"
+    registered_model_name: str = "ia-continu-classifier"
+
+    # --- data source ---------------------------------------------------------------------
+    data_source: Literal["synthetic", "replay"] = "replay"
+    batch_size: int = Field(336, ge=10, le=1_000_000, description="Rows per batch.")
+    # synthetic
+    synthetic_mode: SyntheticMode = "concept_drift"
+    synthetic_seed: int = 42
+    synthetic_period_batches: int = Field(
+        5, ge=1, description="Batches per period; odd periods are shifted or drifted."
+    )
+    synthetic_label_noise: float = Field(0.05, ge=0.0, lt=0.5)
+    # replay
+    replay_path: Path = PACKAGED_ELEC2
+    replay_target: str = "class"
+    replay_time_column: str | None = "date"
+    replay_categorical_columns: Annotated[list[str], NoDecode] = ["day"]
+    replay_positive_label: str = "UP"
+    replay_loop: bool = Field(True, description="Start over when the stream is exhausted.")
+
+    # --- drift detection -------------------------------------------------------------
+    drift_alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise level across features.")
+    drift_min_wasserstein: float = Field(
+        0.05, ge=0, description="Min Wasserstein distance, in reference std units (numeric)."
+    )
+    drift_min_psi: float = Field(0.1, ge=0, description="Min PSI for a categorical feature.")
+    drift_min_features: int = Field(1, ge=1, description="Drifted features for dataset drift.")
+    current_window_batches: int = Field(1, ge=1)
+    accuracy_floor: float = Field(0.6, ge=0, le=1, description="Absolute accuracy floor.")
+    accuracy_tolerance: float = Field(
+        0.05, ge=0, le=1, description="Allowed drop below the champion's validation accuracy."
+    )
+    retrain_on_data_drift: bool = False
+
+    # --- training and promotion ------------------------------------------------------
+    training_window_batches: int = Field(4, ge=1)
+    estimator: EstimatorName = "logistic_regression"
+    estimator_params: dict[str, Any] = Field(default_factory=dict)
+    promotion_margin: float = Field(
+        0.0, ge=0, le=1, description="Challenger must beat champion accuracy by more than this."
+    )
+
+    # --- orchestration -----------------------------------------------------------------
+    schedule_interval_seconds: int = Field(30, ge=5)
+    retrain_concurrency_limit: str = "ia-continu-retrain"
+
+    # --- notification --------------------------------------------------------------------
+    discord_webhook_url: SecretStr | None = None
+    discord_secret_block: str = "discord-webhook"
+    discord_timeout_seconds: float = Field(5.0, gt=0)
+    discord_max_retry_after_seconds: float = Field(10.0, ge=0)
+
+    @field_validator("replay_categorical_columns", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("discord_webhook_url")
+    @classmethod
+    def _webhook_is_discord_like(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("IAC_DISCORD_WEBHOOK_URL must be an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> Settings:
+        if self.replay_time_column and self.replay_time_column == self.replay_target:
+            raise ValueError("IAC_REPLAY_TIME_COLUMN must differ from IAC_REPLAY_TARGET")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """SQLAlchemy URL: ``database_url`` or a SQLite file under ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ia_continu.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()

@@ -1,0 +1,213 @@
+"""Data sources: one interface, a synthetic generator and a CSV replay, chosen by settings.
+
+A source is a pure function of ``position`` (0, 1, 2, …): the same position always gives
+the same batch, which is what makes ingestion idempotent and runs reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from ia_continu.settings import Settings, SyntheticMode
+
+
+class StreamExhausted(RuntimeError):
+    """The replayed stream has no batch at this position and looping is off."""
+
+
+class SourceConfigError(ValueError):
+    """A source setting is wrong; the message names the ``IAC_*`` variable at fault."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Column roles of a stream.
+
+    Attributes:
+        features: feature column names, in model input order.
+        categorical: the subset of ``features`` that is categorical (values are strings).
+        target: name of the label column.
+    """
+
+    features: tuple[str, ...]
+    categorical: tuple[str, ...]
+    target: str
+
+    @property
+    def numeric(self) -> tuple[str, ...]:
+        """Features that are not categorical."""
+        return tuple(c for c in self.features if c not in self.categorical)
+
+
+class BatchSource(Protocol):
+    """Anything that yields labelled batches by position."""
+
+    name: str
+    schema: Schema
+
+    def batch(self, position: int) -> pd.DataFrame:
+        """Rows of batch ``position``: ``schema.features`` + ``schema.target`` columns.
+
+        Raises:
+            StreamExhausted: past the end of a finite stream.
+            ValueError: if ``position`` is negative.
+        """
+        ...
+
+
+@dataclass
+class SyntheticSource:
+    """Two numeric features, a linear labelling rule, optional drift.
+
+    ``feature1, feature2 ~ N(0, 1)``; label ``1`` when ``feature1 + feature2 > 0`` then
+    flipped with probability ``label_noise``. Periods are ``period_batches`` batches long;
+    in odd periods:
+
+    * ``covariate_shift``: ``feature1`` is shifted by -0.5 (data drift, same rule);
+    * ``concept_drift``: the rule becomes ``feature1 - feature2 > 0`` (a stale model
+      drops to about 50 % accuracy);
+    * ``stable``: nothing changes.
+
+    Each batch is drawn from ``numpy.random.default_rng([seed, position])``.
+    """
+
+    mode: SyntheticMode = "concept_drift"
+    seed: int = 42
+    batch_size: int = 200
+    period_batches: int = 5
+    label_noise: float = 0.05
+    schema: Schema = field(
+        default=Schema(features=("feature1", "feature2"), categorical=(), target="target"),
+        init=False,
+    )
+
+    @property
+    def name(self) -> str:
+        """Stream identity: positions are only comparable within one name."""
+        return f"synthetic:{self.mode}:seed={self.seed}:n={self.batch_size}"
+
+    def is_drifted_period(self, position: int) -> bool:
+        """Whether ``position`` falls in an odd (shifted or drifted) period."""
+        return self.mode != "stable" and (position // self.period_batches) % 2 == 1
+
+    def batch(self, position: int) -> pd.DataFrame:
+        """Batch ``position`` (``batch_size`` rows); see the class docstring for the rule."""
+        if position < 0:
+            raise ValueError(f"position must be >= 0, got {position}")
+        rng = np.random.default_rng([self.seed, position])
+        x1 = rng.standard_normal(self.batch_size)
+        x2 = rng.standard_normal(self.batch_size)
+        drifted = self.is_drifted_period(position)
+        if drifted and self.mode == "covariate_shift":
+            x1 = x1 - 0.5
+        score = x1 - x2 if drifted and self.mode == "concept_drift" else x1 + x2
+        label = (score > 0).astype(np.int64)
+        flip = rng.random(self.batch_size) < self.label_noise
+        label = np.where(flip, 1 - label, label)
+        return pd.DataFrame({"feature1": x1, "feature2": x2, "target": label})
+
+
+@lru_cache(maxsize=4)
+def _load_csv(path: str, time_column: str | None) -> pd.DataFrame:
+    frame = pd.read_csv(path)
+    if time_column:
+        # A stable sort keeps the file order among equal timestamps.
+        frame = frame.sort_values(time_column, kind="stable").reset_index(drop=True)
+    return frame
+
+
+@dataclass
+class ReplaySource:
+    """Replays a CSV in time order, ``batch_size`` rows per batch.
+
+    Position ``p`` holds rows ``[p * batch_size, (p + 1) * batch_size)`` of the file
+    sorted by ``time_column`` (the last batch may be shorter). With ``loop`` the stream
+    starts over after the last batch; positions keep increasing.
+
+    Raises:
+        SourceConfigError: the file is missing or a named column is not in it.
+    """
+
+    path: Path
+    target: str
+    batch_size: int = 336
+    time_column: str | None = None
+    categorical: tuple[str, ...] = ()
+    loop: bool = False
+
+    def __post_init__(self) -> None:
+        if not Path(self.path).is_file():
+            raise SourceConfigError(f"IAC_REPLAY_PATH: no such file: {self.path}")
+        columns = list(pd.read_csv(self.path, nrows=0).columns)
+        for setting, name in [
+            ("IAC_REPLAY_TARGET", self.target),
+            ("IAC_REPLAY_TIME_COLUMN", self.time_column),
+            *[("IAC_REPLAY_CATEGORICAL_COLUMNS", c) for c in self.categorical],
+        ]:
+            if name is not None and name not in columns:
+                raise SourceConfigError(f"{setting}: column {name!r} is not in {columns}")
+        features = tuple(c for c in columns if c not in (self.target, self.time_column))
+        if not features:
+            raise SourceConfigError(f"IAC_REPLAY_PATH: {self.path} has no feature column")
+        self.schema = Schema(features=features, categorical=self.categorical, target=self.target)
+
+    @property
+    def name(self) -> str:
+        """Stream identity: file name and batch size."""
+        return f"replay:{Path(self.path).name}:n={self.batch_size}"
+
+    @property
+    def n_batches(self) -> int:
+        """Batches in one pass over the file."""
+        return math.ceil(len(self._frame()) / self.batch_size)
+
+    def _frame(self) -> pd.DataFrame:
+        return _load_csv(str(Path(self.path).resolve()), self.time_column)
+
+    def batch(self, position: int) -> pd.DataFrame:
+        """Rows of batch ``position``; categorical columns as strings, target as string."""
+        if position < 0:
+            raise ValueError(f"position must be >= 0, got {position}")
+        epoch, offset = divmod(position, self.n_batches)
+        if epoch > 0 and not self.loop:
+            raise StreamExhausted(
+                f"{self.name}: stream ends after {self.n_batches} batches (IAC_REPLAY_LOOP=false)"
+            )
+        start = offset * self.batch_size
+        rows = self._frame().iloc[start : start + self.batch_size]
+        out = rows[[*self.schema.features, self.target]].reset_index(drop=True)
+        for column in self.categorical:
+            out[column] = out[column].astype(str)
+        out[self.target] = out[self.target].astype(str)
+        return out
+
+
+def build_source(settings: Settings) -> BatchSource:
+    """The source named by ``IAC_DATA_SOURCE``, configured from ``settings``.
+
+    Raises:
+        SourceConfigError: a replay setting names a missing file or column.
+    """
+    if settings.data_source == "synthetic":
+        return SyntheticSource(
+            mode=settings.synthetic_mode,
+            seed=settings.synthetic_seed,
+            batch_size=settings.batch_size,
+            period_batches=settings.synthetic_period_batches,
+            label_noise=settings.synthetic_label_noise,
+        )
+    return ReplaySource(
+        path=settings.replay_path,
+        target=settings.replay_target,
+        batch_size=settings.batch_size,
+        time_column=settings.replay_time_column,
+        categorical=tuple(settings.replay_categorical_columns),
+        loop=settings.replay_loop,
+    )

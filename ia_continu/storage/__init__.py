@@ -1,0 +1,1 @@
+"""Persistence of batches and drift reports (SQLAlchemy 2, schema under Alembic)."""

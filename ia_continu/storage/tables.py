@@ -1,0 +1,49 @@
+"""SQLAlchemy table definitions. Change them only together with an Alembic revision."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base; ``Base.metadata`` is Alembic's target."""
+
+
+class BatchRow(Base):
+    """One ingested batch. ``(source, position)`` and ``ingest_key`` are unique."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        UniqueConstraint("source", "position", name="uq_batches_source_position"),
+        UniqueConstraint("ingest_key", name="uq_batches_ingest_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(200), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    ingest_key: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    rows: Mapped[list[list[Any]]] = mapped_column(JSON)
+
+
+class DriftReportRow(Base):
+    """One drift report: reference window vs current window, plus the champion's accuracy."""
+
+    __tablename__ = "drift_reports"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    source: Mapped[str] = mapped_column(String(200))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    champion_version: Mapped[int | None] = mapped_column(Integer)
+    data_drift: Mapped[bool]
+    concept_drift: Mapped[bool]
+    retrain: Mapped[bool]
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))

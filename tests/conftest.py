@@ -1,0 +1,38 @@
+"""Shared fixtures: every test starts with no IAC_/PREFECT_/MLFLOW_ variables and fresh settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ia_continu.settings import Settings, get_settings
+
+_PREFIXES = ("IAC_", "MLFLOW_TRACKING_URI", "PREFECT_API_URL")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.startswith(_PREFIXES):
+            monkeypatch.delenv(key, raising=False)
+    # A .env in the working directory must not leak into tests.
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings on a temp dir, synthetic concept-drift source, MLflow in a local SQLite file."""
+    return Settings(
+        data_dir=tmp_path / "state",
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        data_source="synthetic",
+        synthetic_mode="concept_drift",
+        batch_size=200,
+        synthetic_period_batches=4,
+    )
