@@ -79,9 +79,7 @@ def load_drift_inputs(settings: Settings) -> DriftInputs:
         model = registry.load_model(champion.uri)
         if champion.training_batch_ids:
             reference = repository.load_frame(engine, champion.training_batch_ids)
-    return DriftInputs(
-        source.name, source.schema, ids, current, newest, champion, reference, model
-    )
+    return DriftInputs(source.name, source.schema, ids, current, newest, champion, reference, model)
 
 
 def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False) -> dict[str, Any]:
@@ -166,7 +164,9 @@ def persist_drift_report(settings: Settings, report: dict[str, Any]) -> str:
         report_id=report["id"],
     )
     registry.client(settings.mlflow_tracking_uri)
-    registry.experiment_id(registry.client(settings.mlflow_tracking_uri), settings.mlflow_experiment)
+    registry.experiment_id(
+        registry.client(settings.mlflow_tracking_uri), settings.mlflow_experiment
+    )
     run_id = registry.log_drift_run(
         experiment=settings.mlflow_experiment,
         report=report,
@@ -312,7 +312,6 @@ def record_challenger(
         mlflow_client,
         name=settings.registered_model_name,
         model_uri=model_uri,
-        run_id=run_id,
         tags={
             "validation_accuracy": f"{decision['challenger_accuracy']:.6f}",
             "training_batch_ids": ",".join(map(str, window.training_batch_ids)),

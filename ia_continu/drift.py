@@ -235,9 +235,7 @@ def detect_data_drift(
     p_values = np.array([r[2][1] for r in raw])
     adjusted = stats.false_discovery_control(p_values, method="bh")
     features = []
-    for (column, kind, (statistic, p_value, effect, psi)), p_adj in zip(
-        raw, adjusted, strict=True
-    ):
+    for (column, kind, (statistic, p_value, effect, psi)), p_adj in zip(raw, adjusted, strict=True):
         floor = min_wasserstein if kind == "numeric" else min_psi
         features.append(
             FeatureDrift(

@@ -7,6 +7,7 @@ serves, ``previous`` is the champion it replaced, for rollback.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -40,7 +41,11 @@ class ModelRef:
 
 
 def client(tracking_uri: str) -> MlflowClient:
-    """A client bound to ``tracking_uri`` (also made the process default for fluent calls)."""
+    """A client bound to ``tracking_uri`` (also made the process default for fluent calls).
+
+    MLflow's usage telemetry is off unless ``MLFLOW_DISABLE_TELEMETRY`` says otherwise.
+    """
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     mlflow.set_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
@@ -125,15 +130,15 @@ def log_challenger(
 
 
 def register(
-    mlflow_client: MlflowClient, *, name: str, model_uri: str, run_id: str, tags: dict[str, str]
+    mlflow_client: MlflowClient, *, name: str, model_uri: str, tags: dict[str, str]
 ) -> int:
-    """Register ``model_uri`` as a new version of ``name`` with lineage ``tags``."""
-    try:
-        mlflow_client.create_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    version = mlflow_client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    """Register ``model_uri`` (as returned by :func:`log_challenger`) as a new version.
+
+    ``mlflow.register_model`` creates the registered model if needed and links the
+    MLflow 3 logged model (``models:/m-…``) to the version.
+    """
+    mlflow.set_tracking_uri(mlflow_client.tracking_uri)
+    version = mlflow.register_model(model_uri, name, tags=tags)
     return int(version.version)
 
 

@@ -29,7 +29,9 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 
 
 def build_pipeline(
-    schema: Schema, estimator: EstimatorName = "logistic_regression", params: dict[str, Any] | None = None
+    schema: Schema,
+    estimator: EstimatorName = "logistic_regression",
+    params: dict[str, Any] | None = None,
 ) -> Pipeline:
     """StandardScaler on numeric features, one-hot on categorical ones, then the estimator.
 
@@ -38,7 +40,9 @@ def build_pipeline(
             (the message names ``IAC_ESTIMATOR`` / ``IAC_ESTIMATOR_PARAMS``).
     """
     if estimator not in ESTIMATORS:
-        raise ValueError(f"IAC_ESTIMATOR: unknown estimator {estimator!r}; one of {list(ESTIMATORS)}")
+        raise ValueError(
+            f"IAC_ESTIMATOR: unknown estimator {estimator!r}; one of {list(ESTIMATORS)}"
+        )
     merged = {**DEFAULT_PARAMS[estimator], **(params or {})}
     try:
         model = ESTIMATORS[estimator](**merged)

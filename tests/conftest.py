@@ -10,6 +10,15 @@ import pytest
 
 from ia_continu.settings import Settings, get_settings
 
+# Servers started by tests: no telemetry, no MLflow job runners, no analytics.
+for _key, _value in {
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}.items():
+    os.environ.setdefault(_key, _value)
+
 _PREFIXES = ("IAC_", "MLFLOW_TRACKING_URI", "PREFECT_API_URL")
 
 

@@ -132,9 +132,7 @@ def load_frame(engine: Engine, batch_ids: Sequence[int]) -> pd.DataFrame:
         missing = set(batch_ids) - {r.id for r in rows}
         if missing:
             raise KeyError(f"batches not found: {sorted(missing)}")
-        frames = [
-            pd.DataFrame(r.rows, columns=r.columns).assign(batch_id=r.id) for r in rows
-        ]
+        frames = [pd.DataFrame(r.rows, columns=r.columns).assign(batch_id=r.id) for r in rows]
     return pd.concat(frames, ignore_index=True)
 
 

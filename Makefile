@@ -1,0 +1,71 @@
+# IA Continu: `make` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+
+# Embedded default: everything on 127.0.0.1, state under .iac/ (delete it to start over).
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export IAC_DATA_DIR ?= $(abspath .iac)
+export IAC_WORK_POOL ?= ia-continu-process
+export IAC_MLFLOW_TRACKING_URI ?= http://127.0.0.1:$(MLFLOW_PORT)
+export PREFECT_PORT MLFLOW_PORT
+# No phoning home and no MLflow GenAI job runners (5+ processes) on a 2-core machine.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION ?= false
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= true
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: help install demo test test-unit test-integration lint format bench lock clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml requirements/lock.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync -q -p $(PY) requirements/lock.txt
+	$(VENV)/bin/uv pip install -q -p $(PY) --no-deps -e .
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv with the locked dependencies (dev + bench extras)
+
+demo: install ## Run the loop: Prefect server, MLflow, process pool, deployments, worker (Ctrl-C stops)
+	@mkdir -p $(IAC_DATA_DIR)
+	PREFECT_HOME=$(IAC_DATA_DIR)/prefect \
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
+	honcho -f infra/local/Procfile -d . start
+
+test: install ## Run the test suite (unit, flow and integration tests; real servers on 127.0.0.1)
+	$(PY) -m pytest -m "not docker and not browser"
+
+test-unit: install ## Unit tests only (no servers)
+	$(PY) -m pytest tests/unit tests/notify
+
+test-integration: install ## Integration tests only (real Prefect + MLflow servers)
+	$(PY) -m pytest -m integration
+
+lint: install ## ruff check, ruff format --check, mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install ## Format and autofix with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install ## Benchmarks: prequential replay on Elec2, cycle wall time, drift vs Evidently
+	$(PY) -m bench.prequential
+	$(PY) -m bench.cycle_wall_time
+	$(PY) -m bench.drift_speed
+
+lock: ## Re-resolve requirements/lock.txt from pyproject.toml
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra bench -p 3.11 --no-header -o requirements/lock.txt
+
+clean: ## Remove local state (.iac) and caches
+	rm -rf .iac .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""What prefect.yaml cannot express: bootstrap of pools, limits, blocks; the local runner."""

@@ -1,0 +1,125 @@
+"""Bootstrap a Prefect server for IA Continu, then (optionally) become its worker.
+
+Idempotent: waits for the Prefect and MLflow servers, migrates the project database,
+creates the work pool and the retrain global concurrency limit, stores the Discord
+webhook as a Secret block when ``IAC_DISCORD_WEBHOOK_URL`` is set, runs
+``prefect deploy --all`` and, with ``--worker``, execs ``prefect worker start``.
+
+    python -m deployments.bootstrap [--worker] [--pool NAME] [--type process]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from loguru import logger
+
+from ia_continu.settings import get_settings
+from ia_continu.storage.schema import get_engine
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def wait_for(url: str, name: str, timeout: float = 120.0) -> None:
+    """Poll ``url`` until it answers 2xx.
+
+    Raises:
+        SystemExit: with a message naming the server, after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2.0).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{name} did not answer at {url} within {timeout:.0f} s")
+
+
+async def ensure_prefect_objects(pool: str, pool_type: str, limit_name: str) -> None:
+    """Create the work pool and the global concurrency limit unless they exist."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    async with get_client() as client:
+        try:
+            await client.create_work_pool(WorkPoolCreate(name=pool, type=pool_type))
+            logger.info("created work pool {} ({})", pool, pool_type)
+        except ObjectAlreadyExists:
+            logger.info("work pool {} exists", pool)
+        try:
+            await client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=limit_name, limit=1)
+            )
+            logger.info("created global concurrency limit {} (1 slot)", limit_name)
+        except ObjectAlreadyExists:
+            logger.info("global concurrency limit {} exists", limit_name)
+
+
+def store_webhook_secret() -> None:
+    """Save IAC_DISCORD_WEBHOOK_URL as the configured Secret block (never logged)."""
+    settings = get_settings()
+    if settings.discord_webhook_url is None:
+        logger.info("IAC_DISCORD_WEBHOOK_URL unset: Discord notifications stay off")
+        return
+    from prefect.blocks.system import Secret
+
+    Secret(value=settings.discord_webhook_url.get_secret_value()).save(
+        settings.discord_secret_block, overwrite=True
+    )
+    logger.info("stored the Discord webhook in Secret block {!r}", settings.discord_secret_block)
+
+
+def deploy(pool: str) -> None:
+    """``prefect deploy --all`` from the project root, on work pool ``pool``."""
+    env = {**os.environ, "IAC_PROJECT_DIR": str(PROJECT_DIR), "IAC_WORK_POOL": pool}
+    prefect = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
+    subprocess.run(
+        [prefect, "--no-prompt", "deploy", "--all"], cwd=PROJECT_DIR, env=env, check=True
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", default=os.environ.get("IAC_WORK_POOL", "ia-continu-process"))
+    parser.add_argument("--type", default="process", dest="pool_type")
+    parser.add_argument("--worker", action="store_true", help="exec a worker afterwards")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    api_url = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").rstrip("/")
+    wait_for(f"{api_url}/health", "Prefect server")
+    if settings.mlflow_tracking_uri.startswith("http"):
+        wait_for(f"{settings.mlflow_tracking_uri.rstrip('/')}/health", "MLflow server")
+    get_engine(settings.resolved_database_url)  # Alembic upgrade head, once, before any flow
+    asyncio.run(
+        ensure_prefect_objects(args.pool, args.pool_type, settings.retrain_concurrency_limit)
+    )
+    store_webhook_secret()
+    deploy(args.pool)
+    ui = api_url.removesuffix("/api")
+    print(
+        f"\n  Prefect UI   {ui}\n  MLflow UI    {settings.mlflow_tracking_uri}\n"
+        f"  Deployments  continuous_training/continuous-training runs every"
+        f" {settings.schedule_interval_seconds} s on pool {args.pool}\n",
+        flush=True,
+    )
+    if args.worker:
+        prefect = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
+        os.execv(
+            prefect, [prefect, "worker", "start", "--pool", args.pool, "--type", args.pool_type]
+        )
+
+
+if __name__ == "__main__":
+    main()

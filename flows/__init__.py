@@ -1,0 +1,1 @@
+"""Prefect 2 flows: thin wiring around ia_continu's functions."""

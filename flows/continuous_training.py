@@ -1,0 +1,118 @@
+"""``continuous_training``: generate -> detect_drift -> retrain (when the policy says so) -> notify.
+
+Deployed on a 30 s schedule. Runs never pile up: a run exits early as ``Skipped`` when
+an earlier run of the deployment is still active or when it starts more than one
+interval late.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from prefect import flow, get_run_logger
+from prefect.runtime import deployment, flow_run
+from prefect.states import Completed
+
+from flows.detect_drift import detect_drift
+from flows.generate import generate
+from flows.guards import earlier_active_runs, pileup_reason
+from flows.hooks import notify_failure
+from flows.notify import notify
+from flows.retrain import retrain
+from ia_continu.settings import get_settings
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def events(drift: dict[str, Any], outcome: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Notifications worth sending for this cycle (none on a quiet cycle)."""
+    out = []
+    if drift["data_drift"] or drift["concept_drift"]:
+        kinds = [
+            k
+            for k, on in (("data", drift["data_drift"]), ("concept", drift["concept_drift"]))
+            if on
+        ]
+        out.append(
+            {
+                "status": "drift",
+                "title": f"Drift detected ({' + '.join(kinds)})",
+                "description": drift["reason"],
+                "fields": {
+                    "batch": str(drift["batch_id"]),
+                    "champion version": str(drift["champion_version"]),
+                    "champion accuracy": _fmt(drift["champion_accuracy"]),
+                    "validation accuracy": _fmt(drift["validation_accuracy"]),
+                    "drifted features": ", ".join(drift["drifted_features"]) or "none",
+                },
+            }
+        )
+    if outcome is not None and "promoted" in outcome:
+        promoted = outcome["promoted"]
+        out.append(
+            {
+                "status": "success" if promoted else "warning",
+                "title": f"Model version {outcome['version']} promoted to champion"
+                if promoted
+                else "Challenger rejected",
+                "description": outcome["reason"],
+                "fields": {
+                    "model version": str(outcome["version"] or "-"),
+                    "previous version": str(outcome["previous_version"] or "-"),
+                    "challenger accuracy": _fmt(outcome["challenger_accuracy"]),
+                    "champion accuracy": _fmt(outcome["champion_accuracy"]),
+                    "trigger": outcome["trigger"],
+                },
+            }
+        )
+    return out
+
+
+@flow(name="continuous_training", on_failure=[notify_failure])
+def continuous_training(force_retrain: bool = False) -> Any:
+    """One cycle of the loop. ``force_retrain`` retrains even without drift."""
+    logger = get_run_logger()
+    settings = get_settings()
+    own_id = flow_run.get_id() or ""
+    try:
+        active = earlier_active_runs(deployment.get_id(), own_id)
+    except Exception as exc:  # the guard must not stop the loop if the API hiccups
+        logger.warning("pile-up check failed (%s); continuing", type(exc).__name__)
+        active = []
+    reason = pileup_reason(
+        now=pendulum.now("UTC"),
+        scheduled_start=flow_run.get_scheduled_start_time() if deployment.get_id() else None,
+        interval=timedelta(seconds=settings.schedule_interval_seconds),
+        earlier_active_runs=active,
+    )
+    if reason:
+        logger.warning(reason)
+        return Completed(name="Skipped", message=reason)
+
+    batch = generate(ingest_key=f"continuous_training:{own_id}")
+    drift = detect_drift(force_retrain=force_retrain)
+    outcome = None
+    if drift["retrain"]:
+        trigger = (
+            "manual"
+            if force_retrain
+            else ("bootstrap" if drift["champion_version"] is None else "drift")
+        )
+        outcome = retrain(trigger=trigger, drift_report_id=drift["id"])
+    for event in events(drift, outcome if isinstance(outcome, dict) else None):
+        state = notify(**event, return_state=True)
+        if state.is_failed():
+            logger.warning("notification failed: %s", state.message)
+    return {
+        "batch": batch,
+        "drift": drift,
+        "retrain": outcome if isinstance(outcome, dict) else None,
+    }
+
+
+if __name__ == "__main__":
+    continuous_training()

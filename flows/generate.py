@@ -1,0 +1,27 @@
+"""``generate``: ingest one batch from the configured source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.hooks import notify_failure
+from flows.tasks import ingest_batch
+
+
+@flow(name="generate", on_failure=[notify_failure])
+def generate(ingest_key: str | None = None) -> dict[str, Any]:
+    """Ingest the next batch; a rerun with the same key (default: this flow run) adds nothing."""
+    key = ingest_key or f"flow-run:{flow_run.get_id()}"
+    batch = ingest_batch(key)
+    get_run_logger().info(
+        "batch %(batch_id)s: %(source)s position %(position)s, %(n_rows)s rows (new: %(created)s)",
+        batch,
+    )
+    return batch
+
+
+if __name__ == "__main__":
+    generate()

@@ -1,0 +1,57 @@
+"""Webhook lookup and the flow-level failure hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+
+from ia_continu.notify import discord
+from ia_continu.settings import get_settings
+
+
+def webhook_url() -> str | None:
+    """Discord webhook: ``IAC_DISCORD_WEBHOOK_URL`` first, else the Prefect Secret block.
+
+    Returns None (and logs why) when neither is configured; never raises.
+    """
+    settings = get_settings()
+    if settings.discord_webhook_url is not None:
+        return settings.discord_webhook_url.get_secret_value()
+    try:
+        from prefect.blocks.system import Secret
+
+        value = Secret.load(settings.discord_secret_block).get()
+    except ValueError:
+        logger.info(
+            "No Discord webhook: set IAC_DISCORD_WEBHOOK_URL or create Secret block {!r}",
+            settings.discord_secret_block,
+        )
+        return None
+    except Exception as exc:  # the Prefect API may be down; notifications are best effort
+        logger.warning(
+            "Could not read Secret block {!r}: {}",
+            settings.discord_secret_block,
+            type(exc).__name__,
+        )
+        return None
+    return str(value) if value else None
+
+
+def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """``on_failure`` hook: a red embed naming the flow, the run and the error message."""
+    try:
+        embed = discord.build_embed(
+            "failure",
+            f"{flow.name} failed",
+            str(state.message or "no message"),
+            {"flow run": flow_run.name, "state": state.name},
+        )
+        discord.send(
+            webhook_url(),
+            [embed],
+            timeout=get_settings().discord_timeout_seconds,
+            max_retry_after=get_settings().discord_max_retry_after_seconds,
+        )
+    except Exception as exc:  # a hook must never raise
+        logger.warning("failure notification not sent: {}", type(exc).__name__)

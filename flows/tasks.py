@@ -1,0 +1,85 @@
+"""Prefect tasks, each wrapping one plain function of ia_continu.cycle or notify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+
+from flows.retries import IO_RETRIES
+from ia_continu import cycle
+from ia_continu.notify import discord
+from ia_continu.settings import get_settings
+
+
+@task(name="ingest-batch", **IO_RETRIES)
+def ingest_batch(ingest_key: str | None) -> dict[str, Any]:
+    """Persist the next batch exactly once (keyed by ``ingest_key``)."""
+    return cycle.ingest(get_settings(), ingest_key)
+
+
+@task(name="load-drift-inputs", **IO_RETRIES)
+def load_drift_inputs() -> cycle.DriftInputs:
+    """Current window, champion and reference window."""
+    return cycle.load_drift_inputs(get_settings())
+
+
+@task(name="evaluate-drift")
+def evaluate_drift(inputs: cycle.DriftInputs, force_retrain: bool) -> dict[str, Any]:
+    """Data drift, performance drift and the retrain decision (pure: no retries)."""
+    return cycle.evaluate_drift(inputs, get_settings(), force=force_retrain)
+
+
+@task(name="persist-drift-report", **IO_RETRIES)
+def persist_drift_report(report: dict[str, Any]) -> str:
+    """Store the report and log it to MLflow."""
+    return cycle.persist_drift_report(get_settings(), report)
+
+
+@task(name="load-training-window", **IO_RETRIES)
+def load_training_window() -> cycle.TrainingWindow:
+    """Sliding window of recent batches, newest held out, and the champion."""
+    return cycle.load_training_window(get_settings())
+
+
+@task(name="train-and-gate")
+def train_and_gate(window: cycle.TrainingWindow) -> tuple[Any, dict[str, Any]]:
+    """Train the challenger and apply the promotion gate (pure: no retries)."""
+    return cycle.train_and_gate(window, get_settings())
+
+
+@task(name="record-challenger", **IO_RETRIES)
+def record_challenger(
+    window: cycle.TrainingWindow,
+    challenger: Any,
+    decision: dict[str, Any],
+    trigger: cycle.Trigger,
+    drift_report_id: str | None,
+) -> dict[str, Any]:
+    """Log the challenger to MLflow; register and promote it if the gate passed."""
+    return cycle.record_challenger(
+        get_settings(),
+        window,
+        challenger,
+        decision,
+        trigger=trigger,
+        drift_report_id=drift_report_id,
+    )
+
+
+@task(name="send-discord")
+def send_discord(webhook_url: str | None, embed: dict[str, Any]) -> dict[str, Any]:
+    """Deliver one embed; retries and 429 handling live in discord.send, which never raises."""
+    delivery = discord.send(
+        webhook_url,
+        [embed],
+        timeout=get_settings().discord_timeout_seconds,
+        max_retry_after=get_settings().discord_max_retry_after_seconds,
+    )
+    get_run_logger().info("Discord: %s", delivery.detail)
+    return {
+        "delivered": delivery.delivered,
+        "status_code": delivery.status_code,
+        "attempts": delivery.attempts,
+        "detail": delivery.detail,
+    }

@@ -1,0 +1,3 @@
+"""Fixtures for the Discord notification tests."""
+
+from tests.utils.fake_discord import fake_discord  # noqa: F401

@@ -1,0 +1,269 @@
+"""A few continuous-training cycles end to end: SQLite store, MLflow in a local SQLite file.
+
+No server: MLflow tracking and registry both use ``sqlite:///…/mlflow.db`` under tmp_path,
+artifacts land in ``./mlruns`` under tmp_path (the working directory of every test).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ia_continu import cycle, registry
+from ia_continu.settings import Settings
+from ia_continu.sources import SyntheticSource, build_source
+from ia_continu.storage import repository
+from ia_continu.storage.schema import get_engine
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mlflow_state() -> Iterator[None]:
+    """Models are cached by ``models:/name/version``: the same URI in another test's registry
+    is another model. Restore MLflow's process-wide tracking URI and experiment afterwards."""
+    registry.load_model.cache_clear()
+    tracking_uri = mlflow.get_tracking_uri()
+    yield
+    registry.load_model.cache_clear()
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.tracking.fluent._active_experiment_id = None
+
+
+@dataclass
+class CycleResult:
+    """What one cycle did."""
+
+    position: int
+    batch_id: int
+    report: dict[str, Any]
+    report_id: str
+    outcome: dict[str, Any] | None
+
+
+def _run_cycle(settings: Settings) -> CycleResult:
+    """ingest -> drift inputs -> drift report -> persist -> (retrain -> gate -> record)."""
+    ingested = cycle.ingest(settings)
+    inputs = cycle.load_drift_inputs(settings)
+    report = cycle.evaluate_drift(inputs, settings)
+    report_id = cycle.persist_drift_report(settings, report)
+    outcome = None
+    if report["decision"]["retrain"]:
+        window = cycle.load_training_window(settings)
+        challenger, decision = cycle.train_and_gate(window, settings)
+        outcome = cycle.record_challenger(
+            settings,
+            window,
+            challenger,
+            decision,
+            trigger="bootstrap" if window.champion is None else "drift",
+            drift_report_id=report_id,
+        )
+    return CycleResult(ingested["position"], ingested["batch_id"], report, report_id, outcome)
+
+
+def _version_tags(mlflow_client: MlflowClient, name: str, version: int) -> dict[str, str]:
+    return dict(mlflow_client.get_model_version(name, str(version)).tags)
+
+
+def _champion(mlflow_client: MlflowClient, name: str) -> registry.ModelRef:
+    ref = registry.get_alias(mlflow_client, name, registry.CHAMPION)
+    assert ref is not None
+    return ref
+
+
+def test_concept_drift_scenario(settings: Settings) -> None:
+    assert settings.synthetic_period_batches == 4
+    source = build_source(settings)
+    assert isinstance(source, SyntheticSource)
+    name = settings.registered_model_name
+    mlflow_client = registry.client(settings.mlflow_tracking_uri)
+    engine = get_engine(settings.resolved_database_url)
+    assert registry.get_alias(mlflow_client, name) is None  # empty registry
+    with pytest.raises(LookupError, match="previous"):
+        registry.rollback(mlflow_client, name)
+
+    # --- cycle 0: no champion -> bootstrap version 1 -----------------------------------
+    first = _run_cycle(settings)
+    assert first.position == 0
+    assert first.report["decision"] == {"retrain": True, "reason": "no champion yet"}
+    assert first.report["data_drift"] is None
+    assert first.report["performance"] is None
+    assert first.outcome is not None
+    assert first.outcome["promoted"] is True
+    assert first.outcome["version"] == 1
+    assert first.outcome["previous_version"] is None
+    assert first.outcome["trigger"] == "bootstrap"
+    assert first.outcome["drift_report_id"] == first.report_id
+    champion = _champion(mlflow_client, name)
+    assert champion.version == 1
+    assert champion.uri == f"models:/{name}/1"
+    assert champion.training_batch_ids == [first.batch_id]
+    assert champion.source == source.name
+    assert registry.get_alias(mlflow_client, name, registry.PREVIOUS) is None
+    tags = _version_tags(mlflow_client, name, 1)
+    assert {"validation_accuracy", "training_batch_ids", "trigger"} <= set(tags)
+    assert tags["trigger"] == "bootstrap"
+    assert tags["training_batch_ids"] == str(first.batch_id)
+    assert float(tags["validation_accuracy"]) == pytest.approx(first.outcome["challenger_accuracy"])
+    assert float(tags["validation_accuracy"]) > 0.85
+    assert champion.validation_accuracy == pytest.approx(float(tags["validation_accuracy"]))
+
+    # The retrain run logged params, metrics, lineage and the model.
+    retrain_run = mlflow_client.get_run(first.outcome["run_id"])
+    assert retrain_run.data.tags["kind"] == "retrain"
+    assert retrain_run.data.tags["promoted"] == "true"
+    assert retrain_run.data.params["estimator"] == "logistic_regression"
+    assert "challenger_accuracy" in retrain_run.data.metrics
+    lineage = mlflow.artifacts.load_dict(f"runs:/{first.outcome['run_id']}/lineage.json")
+    assert lineage["training_batch_ids"] == [first.batch_id]
+    model = registry.load_model(champion.uri)
+    assert set(model.predict(source.batch(0)[list(source.schema.features)])) <= {0, 1}
+
+    # --- cycles 1-3: same concept, no retrain ------------------------------------------
+    stable = [_run_cycle(settings) for _ in range(3)]
+    assert [c.position for c in stable] == [1, 2, 3]
+    for result in stable:
+        performance = result.report["performance"]
+        assert performance is not None
+        assert not performance["drift"], performance
+        assert performance["accuracy"] > 0.85
+        assert result.report["decision"]["retrain"] is False
+        assert result.report["champion_version"] == 1
+        assert result.report["reference_batch_ids"] == [first.batch_id]
+        assert result.report["data_drift"] is not None
+        assert result.outcome is None
+    assert _champion(mlflow_client, name).version == 1
+
+    # Every drift report row points at its MLflow run, which holds the report and metrics.
+    for result in [first, *stable]:
+        stored = repository.get_drift_report(engine, result.report_id)
+        assert stored["batch_id"] == result.batch_id
+        assert stored["mlflow_run_id"]
+        run = mlflow_client.get_run(stored["mlflow_run_id"])
+        assert run.data.tags["kind"] == "drift_report"
+        assert run.data.tags["drift_report_id"] == result.report_id
+        artifacts = {a.path for a in mlflow_client.list_artifacts(run.info.run_id)}
+        assert "drift_report.json" in artifacts
+        logged = json.loads(
+            mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/drift_report.json")
+        )
+        assert logged["id"] == result.report_id
+        assert logged["decision"] == result.report["decision"]
+        assert "retrain" in run.data.metrics
+    metrics = mlflow_client.get_run(
+        repository.get_drift_report(engine, stable[-1].report_id)["mlflow_run_id"]
+    ).data.metrics
+    for feature in source.schema.features:
+        for key in ("statistic", "p_value", "p_adjusted", "effect", "psi", "drifted"):
+            assert f"{feature}.{key}" in metrics, (feature, key)
+    assert metrics["champion_accuracy"] == pytest.approx(
+        stable[-1].report["performance"]["accuracy"]
+    )
+    assert metrics["concept_drift"] == 0.0
+
+    # --- the period flips at position 4: performance drift, retrain, promotion ----------
+    assert source.is_drifted_period(4)
+    flipped = _run_cycle(settings)
+    assert flipped.position == 4
+    performance = flipped.report["performance"]
+    assert performance["drift"] is True
+    assert performance["accuracy"] < settings.accuracy_floor
+    assert flipped.report["decision"]["retrain"] is True
+    assert "performance drift" in flipped.report["decision"]["reason"]
+    assert repository.get_drift_report(engine, flipped.report_id)["concept_drift"] is True
+    # Inputs did not move (concept drift only): no data drift expected.
+    assert flipped.report["data_drift"]["drift"] is False
+
+    # The first retrain holds out the newest (first drifted) batch and trains only on the
+    # old concept, so whether it wins is a coin toss; later drifted batches enter the
+    # training window and the challenger wins. Seed 42 promotes at position 4 already.
+    promoted = flipped
+    while not (promoted.outcome and promoted.outcome["promoted"]):
+        assert promoted.position < 7, "no challenger promoted within 3 drifted batches"
+        promoted = _run_cycle(settings)
+    old_version = promoted.report["champion_version"]
+    new_version = promoted.outcome["version"]
+    assert new_version > old_version
+    assert promoted.outcome["previous_version"] == old_version
+    assert promoted.outcome["challenger_accuracy"] > promoted.outcome["champion_accuracy"]
+    assert _champion(mlflow_client, name).version == new_version
+    previous = registry.get_alias(mlflow_client, name, registry.PREVIOUS)
+    assert previous is not None
+    assert previous.version == old_version
+    new_tags = _version_tags(mlflow_client, name, new_version)
+    assert new_tags["trigger"] == "drift"
+    assert new_tags["drift_report_id"] == promoted.report_id
+    assert new_tags["training_batch_ids"] == ",".join(
+        map(str, _champion(mlflow_client, name).training_batch_ids)
+    )
+
+    # --- rollback swaps champion and previous, twice gets back -------------------------
+    assert registry.rollback(mlflow_client, name) == old_version
+    assert _champion(mlflow_client, name).version == old_version
+    assert registry.get_alias(mlflow_client, name, registry.PREVIOUS).version == new_version
+    assert registry.rollback(mlflow_client, name) == new_version
+    assert _champion(mlflow_client, name).version == new_version
+    assert registry.get_alias(mlflow_client, name, registry.PREVIOUS).version == old_version
+
+
+def test_ingest_key_makes_a_cycle_ingest_idempotent(settings: Settings) -> None:
+    first = cycle.ingest(settings, ingest_key="flow-run-1")
+    again = cycle.ingest(settings, ingest_key="flow-run-1")
+    assert first["created"] is True
+    assert again == {**first, "created": False}
+    assert cycle.ingest(settings)["position"] == 1
+
+
+def test_cycle_without_batches_raises_lookup_error(settings: Settings) -> None:
+    with pytest.raises(LookupError, match="no batch ingested"):
+        cycle.load_drift_inputs(settings)
+    with pytest.raises(LookupError, match="no batch ingested"):
+        cycle.load_training_window(settings)
+
+
+def test_drift_metrics_skip_non_finite_values() -> None:
+    report: dict[str, Any] = {
+        "decision": {"retrain": True},
+        "data_drift": {
+            "drift": True,
+            "drift_share": 0.5,
+            "features": [
+                {
+                    "feature": "k",
+                    "statistic": 1.0,
+                    "p_value": 0.0,
+                    "p_adjusted": 0.0,
+                    "effect": float("inf"),
+                    "psi": float("nan"),
+                    "drifted": True,
+                },
+                {
+                    "feature": "x",
+                    "statistic": 0.01,
+                    "p_value": 0.9,
+                    "p_adjusted": 0.9,
+                    "effect": 0.0,
+                    "psi": 0.0,
+                    "drifted": False,
+                },
+            ],
+        },
+        "performance": {"accuracy": 0.5, "drift": True},
+    }
+    metrics = cycle.drift_metrics(report)
+    assert metrics["retrain"] == 1.0
+    assert metrics["data_drift"] == 1.0
+    assert metrics["drift_share"] == 0.5
+    assert "k.effect" not in metrics
+    assert "k.psi" not in metrics
+    assert metrics["k.statistic"] == 1.0
+    assert metrics["k.drifted"] == 1.0
+    assert metrics["x.drifted"] == 0.0
+    assert metrics["champion_accuracy"] == 0.5
+    assert metrics["concept_drift"] == 1.0
+    assert cycle.drift_metrics({"decision": {"retrain": False}}) == {"retrain": 0.0}

@@ -1,0 +1,335 @@
+"""Data sources (synthetic generator, CSV replay, packaged Elec2) and source-related settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from ia_continu.settings import PACKAGED_ELEC2, Settings
+from ia_continu.sources import (
+    ReplaySource,
+    SourceConfigError,
+    StreamExhausted,
+    SyntheticSource,
+    build_source,
+)
+
+# --------------------------------------------------------------------------------------
+# SyntheticSource
+# --------------------------------------------------------------------------------------
+
+
+def _even_rule_accuracy(frame: pd.DataFrame) -> float:
+    """Accuracy of the even-period rule ``feature1 + feature2 > 0`` on ``frame``."""
+    predicted = (frame["feature1"] + frame["feature2"] > 0).astype(np.int64)
+    return float((predicted == frame["target"]).mean())
+
+
+def test_synthetic_same_seed_and_position_is_identical() -> None:
+    first = SyntheticSource(seed=7, batch_size=50).batch(3)
+    again = SyntheticSource(seed=7, batch_size=50).batch(3)
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_synthetic_different_position_or_seed_differs() -> None:
+    source = SyntheticSource(seed=7, batch_size=50)
+    base = source.batch(3)
+    assert not np.allclose(base["feature1"], source.batch(4)["feature1"])
+    assert not np.allclose(
+        base["feature1"], SyntheticSource(seed=8, batch_size=50).batch(3)["feature1"]
+    )
+
+
+def test_synthetic_shape_columns_and_dtypes() -> None:
+    source = SyntheticSource(batch_size=123)
+    frame = source.batch(0)
+    assert frame.shape == (123, 3)
+    assert list(frame.columns) == ["feature1", "feature2", "target"]
+    assert source.schema.features == ("feature1", "feature2")
+    assert source.schema.numeric == ("feature1", "feature2")
+    assert source.schema.categorical == ()
+    assert source.schema.target == "target"
+    assert set(frame["target"].unique()) <= {0, 1}
+    assert frame["feature1"].dtype == np.float64
+
+
+def test_synthetic_negative_position_raises() -> None:
+    with pytest.raises(ValueError, match="position"):
+        SyntheticSource().batch(-1)
+
+
+def test_synthetic_name_identifies_the_stream() -> None:
+    assert SyntheticSource(mode="stable", seed=3, batch_size=10).name == (
+        "synthetic:stable:seed=3:n=10"
+    )
+
+
+def test_covariate_shift_moves_feature1_only_in_odd_periods() -> None:
+    source = SyntheticSource(mode="covariate_shift", batch_size=5_000, period_batches=2)
+    for position in range(8):
+        frame = source.batch(position)
+        odd_period = (position // 2) % 2 == 1
+        assert source.is_drifted_period(position) is odd_period
+        expected = -0.5 if odd_period else 0.0
+        assert frame["feature1"].mean() == pytest.approx(expected, abs=0.1), position
+        assert frame["feature2"].mean() == pytest.approx(0.0, abs=0.1), position
+        # Same labelling rule in every period: only the inputs move.
+        assert _even_rule_accuracy(frame) > 0.9, position
+
+
+def test_concept_drift_flips_the_rule_in_odd_periods() -> None:
+    source = SyntheticSource(
+        mode="concept_drift", batch_size=4_000, period_batches=3, label_noise=0.05
+    )
+    for position in range(12):
+        frame = source.batch(position)
+        accuracy = _even_rule_accuracy(frame)
+        if (position // 3) % 2 == 1:
+            assert source.is_drifted_period(position)
+            assert accuracy == pytest.approx(0.5, abs=0.05), position
+        else:
+            assert not source.is_drifted_period(position)
+            assert accuracy > 0.9, position
+        # Inputs never move under concept drift.
+        assert frame["feature1"].mean() == pytest.approx(0.0, abs=0.1), position
+
+
+def test_label_noise_flips_about_that_share_of_labels() -> None:
+    frame = SyntheticSource(mode="stable", batch_size=20_000, label_noise=0.2).batch(0)
+    assert _even_rule_accuracy(frame) == pytest.approx(0.8, abs=0.02)
+
+
+def test_stable_mode_never_drifts() -> None:
+    source = SyntheticSource(mode="stable", batch_size=4_000, period_batches=1)
+    for position in range(6):
+        frame = source.batch(position)
+        assert not source.is_drifted_period(position)
+        assert _even_rule_accuracy(frame) > 0.9
+        assert frame["feature1"].mean() == pytest.approx(0.0, abs=0.1)
+
+
+# --------------------------------------------------------------------------------------
+# ReplaySource on a small CSV
+# --------------------------------------------------------------------------------------
+
+
+def _write_csv(tmp_path: Path) -> Path:
+    """Seven rows, out of time order, with two rows sharing ``t == 2``."""
+    frame = pd.DataFrame(
+        {
+            "t": [5, 2, 0, 6, 2, 1, 3],
+            "colour": [1, 2, 1, 3, 2, 2, 1],  # read back as integers by pandas
+            "x": [50.0, 20.0, 0.0, 60.0, 21.0, 10.0, 30.0],
+            "label": [1, 0, 0, 1, 1, 0, 1],
+        }
+    )
+    path = tmp_path / "stream.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _replay(path: Path, **kwargs: object) -> ReplaySource:
+    options: dict[str, object] = {
+        "target": "label",
+        "batch_size": 3,
+        "time_column": "t",
+        "categorical": ("colour",),
+    }
+    options.update(kwargs)
+    return ReplaySource(path=path, **options)  # type: ignore[arg-type]
+
+
+def test_replay_schema_excludes_time_and_target(tmp_path: Path) -> None:
+    source = _replay(_write_csv(tmp_path))
+    assert source.schema.features == ("colour", "x")
+    assert source.schema.categorical == ("colour",)
+    assert source.schema.numeric == ("x",)
+    assert source.schema.target == "label"
+    assert source.name == "replay:stream.csv:n=3"
+    assert source.n_batches == 3
+
+
+def test_replay_sorts_by_time_stably_and_slices_batches(tmp_path: Path) -> None:
+    source = _replay(_write_csv(tmp_path))
+    batches = [source.batch(p) for p in range(3)]
+    assert [len(b) for b in batches] == [3, 3, 1]  # short last batch
+    # Time order 0, 1, 2 (file order: x=20 before x=21), 2, 3, 5, 6.
+    assert list(pd.concat(batches)["x"]) == [0.0, 10.0, 20.0, 21.0, 30.0, 50.0, 60.0]
+    for frame in batches:
+        assert list(frame.columns) == ["colour", "x", "label"]
+        assert list(frame.index) == list(range(len(frame)))
+
+
+def test_replay_casts_categorical_and_target_to_str(tmp_path: Path) -> None:
+    frame = _replay(_write_csv(tmp_path)).batch(0)
+    assert list(frame["colour"]) == ["1", "2", "2"]
+    assert list(frame["label"]) == ["0", "0", "0"]
+    assert all(isinstance(v, str) for v in frame["colour"])
+    assert all(isinstance(v, str) for v in frame["label"])
+    assert frame["x"].dtype == np.float64
+
+
+def test_replay_without_time_column_keeps_file_order(tmp_path: Path) -> None:
+    source = _replay(_write_csv(tmp_path), time_column=None, categorical=())
+    assert source.schema.features == ("t", "colour", "x")
+    assert list(source.batch(0)["x"]) == [50.0, 20.0, 0.0]
+
+
+def test_replay_exhausted_without_loop(tmp_path: Path) -> None:
+    source = _replay(_write_csv(tmp_path), loop=False)
+    source.batch(2)
+    with pytest.raises(StreamExhausted, match="IAC_REPLAY_LOOP"):
+        source.batch(3)
+    with pytest.raises(ValueError, match="position"):
+        source.batch(-1)
+
+
+def test_replay_wraps_around_with_loop(tmp_path: Path) -> None:
+    source = _replay(_write_csv(tmp_path), loop=True)
+    for position in range(3):
+        pd.testing.assert_frame_equal(source.batch(position + 3), source.batch(position))
+        pd.testing.assert_frame_equal(source.batch(position + 6), source.batch(position))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "setting"),
+    [
+        ({"target": "nope"}, "IAC_REPLAY_TARGET"),
+        ({"time_column": "when"}, "IAC_REPLAY_TIME_COLUMN"),
+        ({"categorical": ("colour", "shape")}, "IAC_REPLAY_CATEGORICAL_COLUMNS"),
+    ],
+)
+def test_replay_bad_column_names_the_setting(
+    tmp_path: Path, kwargs: dict[str, object], setting: str
+) -> None:
+    path = _write_csv(tmp_path)
+    with pytest.raises(SourceConfigError, match=setting):
+        _replay(path, **kwargs)
+
+
+def test_replay_missing_file_names_the_path_setting(tmp_path: Path) -> None:
+    with pytest.raises(SourceConfigError, match="IAC_REPLAY_PATH"):
+        _replay(tmp_path / "missing.csv")
+
+
+def test_replay_without_feature_names_the_path_setting(tmp_path: Path) -> None:
+    path = tmp_path / "only_target.csv"
+    pd.DataFrame({"t": [0, 1], "label": [0, 1]}).to_csv(path, index=False)
+    with pytest.raises(SourceConfigError, match="IAC_REPLAY_PATH"):
+        _replay(path, categorical=())
+
+
+def test_source_config_error_is_a_value_error() -> None:
+    assert issubclass(SourceConfigError, ValueError)
+
+
+# --------------------------------------------------------------------------------------
+# Packaged Elec2 and build_source
+# --------------------------------------------------------------------------------------
+
+
+def test_default_settings_replay_packaged_elec2() -> None:
+    settings = Settings()
+    assert settings.replay_path == PACKAGED_ELEC2
+    source = build_source(settings)
+    assert isinstance(source, ReplaySource)
+    assert source.schema.features == (
+        "day",
+        "period",
+        "nswprice",
+        "nswdemand",
+        "vicprice",
+        "vicdemand",
+        "transfer",
+    )
+    assert "date" not in source.schema.features
+    assert source.schema.categorical == ("day",)
+    assert source.schema.target == "class"
+    assert source.loop
+    first = source.batch(0)
+    assert first.shape == (336, 8)
+    assert set(first["day"]) <= {str(d) for d in range(1, 8)}
+    labels: set[str] = set()
+    for position in range(0, source.n_batches, 10):
+        labels |= set(source.batch(position)["class"])
+    assert labels == {"UP", "DOWN"}
+    # 45,312 rows: 134 full batches and a short one of 288 rows, then it loops.
+    assert source.n_batches == 135
+    assert len(source.batch(134)) == 45_312 - 134 * 336
+    pd.testing.assert_frame_equal(source.batch(135), first)
+
+
+def test_build_source_picks_synthetic_from_settings() -> None:
+    settings = Settings(
+        data_source="synthetic",
+        synthetic_mode="covariate_shift",
+        synthetic_seed=5,
+        batch_size=64,
+        synthetic_period_batches=3,
+        synthetic_label_noise=0.1,
+    )
+    source = build_source(settings)
+    assert isinstance(source, SyntheticSource)
+    assert (source.mode, source.seed, source.batch_size) == ("covariate_shift", 5, 64)
+    assert (source.period_batches, source.label_noise) == (3, 0.1)
+    assert len(source.batch(0)) == 64
+
+
+def test_build_source_picks_replay_from_settings(tmp_path: Path) -> None:
+    path = _write_csv(tmp_path)
+    settings = Settings(
+        replay_path=path,
+        replay_target="label",
+        replay_time_column="t",
+        replay_categorical_columns=["colour"],
+        replay_loop=False,
+        batch_size=10,
+    )
+    source = build_source(settings)
+    assert isinstance(source, ReplaySource)
+    assert source.schema.features == ("colour", "x")
+    assert source.loop is False
+    assert len(source.batch(0)) == 7
+    with pytest.raises(StreamExhausted):
+        source.batch(1)
+
+
+def test_build_source_replay_bad_target_raises(tmp_path: Path) -> None:
+    settings = Settings(replay_path=_write_csv(tmp_path), replay_target="class", batch_size=10)
+    with pytest.raises(SourceConfigError, match="IAC_REPLAY_TARGET"):
+        build_source(settings)
+
+
+# --------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------
+
+
+def test_categorical_columns_env_parses_to_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IAC_REPLAY_CATEGORICAL_COLUMNS", "a,b")
+    assert Settings().replay_categorical_columns == ["a", "b"]
+    monkeypatch.setenv("IAC_REPLAY_CATEGORICAL_COLUMNS", " a , b ,")
+    assert Settings().replay_categorical_columns == ["a", "b"]
+    monkeypatch.setenv("IAC_REPLAY_CATEGORICAL_COLUMNS", "")
+    assert Settings().replay_categorical_columns == []
+
+
+@pytest.mark.parametrize("value", ["5", "not-a-number", "2000000"])
+def test_invalid_batch_size_env_raises(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("IAC_BATCH_SIZE", value)
+    with pytest.raises(ValidationError, match="batch_size"):
+        Settings()
+
+
+def test_valid_batch_size_env_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IAC_BATCH_SIZE", "64")
+    assert Settings().batch_size == 64
+
+
+def test_time_column_equal_to_target_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="IAC_REPLAY_TIME_COLUMN"):
+        Settings(replay_time_column="class", replay_target="class")
