@@ -247,8 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("\nDetection (shifted: num_0..4 by 0.1/0.15/0.2/0.3/0.5 std, cat_0 shares)\n")
     header = ["rows", "seeds", "tool", *(f"{c} ({SHIFTS[c]})" for c in SHIFTS)]
-    header += [SHIFTED_CATEGORICAL, "false alarms / feature", "dataset drift shifted",
-               "dataset drift null"]
+    header += [
+        SHIFTED_CATEGORICAL,
+        "false alarms / feature",
+        "dataset drift shifted",
+        "dataset drift null",
+    ]
     rows = []
     for d in detections:
         for name in tools:

@@ -229,9 +229,7 @@ def step_every_batch_latest(
     model = train(frame, stream.schema, settings.estimator, settings.estimator_params)
     result.retrains += 1
     result.promotions += 1
-    ref = registry.ModelRef(
-        MODEL_NAME, champion.ref.version + 1, None, None, ids, stream.name
-    )
+    ref = registry.ModelRef(MODEL_NAME, champion.ref.version + 1, None, None, ids, stream.name)
     return Champion(ref, model)
 
 
@@ -378,8 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"accuracy_floor={settings.accuracy_floor}, promotion_margin={settings.promotion_margin}, "
         f"retrain_on_data_drift={settings.retrain_on_data_drift}, estimator={settings.estimator}"
     )
-    print(f"Elec2 prequential, {len(stream.batches)} batches ({len(stream.batches) - 1} tested); "
-          f"{knobs}\n")
+    print(
+        f"Elec2 prequential, {len(stream.batches)} batches ({len(stream.batches) - 1} tested); "
+        f"{knobs}\n"
+    )
     print(
         markdown_table(
             [

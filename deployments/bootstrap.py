@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 from loguru import logger
 
+from ia_continu.cli import settings_or_exit
 from ia_continu.settings import get_settings
 from ia_continu.storage.schema import get_engine
 
@@ -53,13 +54,15 @@ async def ensure_prefect_objects(pool: str, pool_type: str, limit_name: str) -> 
 
     async with get_client() as client:
         try:
-            await client.create_work_pool(WorkPoolCreate(name=pool, type=pool_type))
+            await client.create_work_pool(
+                WorkPoolCreate(name=pool, type=pool_type, description="IA Continu flows")
+            )
             logger.info("created work pool {} ({})", pool, pool_type)
         except ObjectAlreadyExists:
             logger.info("work pool {} exists", pool)
         try:
             await client.create_global_concurrency_limit(
-                GlobalConcurrencyLimitCreate(name=limit_name, limit=1)
+                GlobalConcurrencyLimitCreate(name=limit_name, limit=1)  # type: ignore[arg-type]
             )
             logger.info("created global concurrency limit {} (1 slot)", limit_name)
         except ObjectAlreadyExists:
@@ -74,7 +77,8 @@ def store_webhook_secret() -> None:
         return
     from prefect.blocks.system import Secret
 
-    Secret(value=settings.discord_webhook_url.get_secret_value()).save(
+    # Block.save is sync_compatible: it runs synchronously outside an event loop.
+    Secret(value=settings.discord_webhook_url.get_secret_value()).save(  # type: ignore[arg-type,unused-coroutine]
         settings.discord_secret_block, overwrite=True
     )
     logger.info("stored the Discord webhook in Secret block {!r}", settings.discord_secret_block)
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--type", default="process", dest="pool_type")
     parser.add_argument("--worker", action="store_true", help="exec a worker afterwards")
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = settings_or_exit()
     api_url = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").rstrip("/")
     wait_for(f"{api_url}/health", "Prefect server")
     if settings.mlflow_tracking_uri.startswith("http"):

@@ -21,7 +21,8 @@ def webhook_url() -> str | None:
     try:
         from prefect.blocks.system import Secret
 
-        value = Secret.load(settings.discord_secret_block).get()
+        # Block.load is sync_compatible: it runs synchronously outside an event loop.
+        value = Secret.load(settings.discord_secret_block).get()  # type: ignore[attr-defined]
     except ValueError:
         logger.info(
             "No Discord webhook: set IAC_DISCORD_WEBHOOK_URL or create Secret block {!r}",

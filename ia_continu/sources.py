@@ -49,8 +49,15 @@ class Schema:
 class BatchSource(Protocol):
     """Anything that yields labelled batches by position."""
 
-    name: str
-    schema: Schema
+    @property
+    def name(self) -> str:
+        """Stream identity: positions are only comparable within one name."""
+        ...
+
+    @property
+    def schema(self) -> Schema:
+        """Column roles of the stream."""
+        ...
 
     def batch(self, position: int) -> pd.DataFrame:
         """Rows of batch ``position``: ``schema.features`` + ``schema.target`` columns.

@@ -11,6 +11,8 @@ Sending never raises: a notification failure must not fail or block training.
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +42,8 @@ ELLIPSIS = "…"
 
 def _cut(text: str, limit: int) -> str:
     text = str(text)
+    if not text.strip():
+        return "-"  # Discord rejects empty or whitespace-only names and values
     return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
 
 
@@ -73,7 +77,7 @@ def build_embed(
     embed: dict[str, Any] = {
         "title": _cut(title or status.title(), TITLE_MAX),
         "color": COLOURS[status],
-        "timestamp": (timestamp or datetime.now(UTC)).isoformat(),
+        "timestamp": _utc(timestamp or datetime.now(UTC)).isoformat(),
         "footer": {"text": _cut(footer, FOOTER_MAX)},
     }
     if description:
@@ -82,14 +86,19 @@ def build_embed(
     if items:
         embed["fields"] = [
             {
-                "name": _cut(name, FIELD_NAME_MAX) or "-",
-                "value": _cut(value, FIELD_VALUE_MAX) if str(value) else "-",
+                "name": _cut(name, FIELD_NAME_MAX),
+                "value": _cut(value, FIELD_VALUE_MAX),
                 "inline": True,
             }
             for name, value in items
         ]
     _fit_total(embed)
     return embed
+
+
+def _utc(moment: datetime) -> datetime:
+    # A naive timestamp is taken as UTC so Discord does not guess the zone.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def embed_length(embed: dict[str, Any]) -> int:
@@ -122,10 +131,29 @@ class Delivery:
 
 
 def _retry_after(response: httpx.Response) -> float:
-    try:
-        return float(response.json().get("retry_after", 1.0))
-    except (ValueError, AttributeError):
-        return float(response.headers.get("Retry-After", 1.0))
+    """Seconds to wait from a 429: JSON ``retry_after``, else ``Retry-After``, else 1 s."""
+    for read in (
+        lambda: response.json().get("retry_after"),
+        lambda: response.headers["Retry-After"],
+    ):
+        try:
+            wait = float(read())
+        except (TypeError, ValueError, AttributeError, KeyError):
+            continue
+        if math.isfinite(wait):
+            return max(wait, 0.0)
+    return 1.0
+
+
+def _fit_message(embeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # At most 10 embeds, 6000 characters across all of them: keep the first that fit.
+    kept, total = [], 0
+    for embed in embeds[:10]:
+        total += embed_length(embed)
+        if total > TOTAL_MAX:
+            break
+        kept.append(embed)
+    return kept
 
 
 def send(
@@ -151,7 +179,10 @@ def send(
     if not webhook_url:
         logger.info("Discord webhook not configured: notification not sent")
         return Delivery(False, None, 0, "no webhook configured")
-    payload = {"embeds": embeds[:10]}
+    payload = {"embeds": _fit_message(embeds)}
+    # httpx logs each request's full URL at INFO; the URL carries the webhook token.
+    if logging.getLogger("httpx").getEffectiveLevel() < logging.WARNING:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     owned = http is None
     client = http or httpx.Client(timeout=timeout)
     status: int | None = None
@@ -163,7 +194,8 @@ def send(
                 response = client.post(webhook_url, json=payload, timeout=timeout)
             except httpx.HTTPError as exc:
                 status, detail = None, f"transport error: {type(exc).__name__}"
-                sleep(0.5 * attempt)
+                if attempt < max_attempts:
+                    sleep(0.5 * attempt)
                 continue
             status = response.status_code
             if response.is_success:
@@ -171,18 +203,19 @@ def send(
             if status == 429:
                 wait = _retry_after(response)
                 detail = f"rate limited, retry_after={wait:.2f}s"
-                if wait > max_retry_after:
+                if wait > max_retry_after or attempt == max_attempts:
                     break
                 sleep(wait)
                 continue
             if status >= 500:
                 detail = f"server error {status}"
-                sleep(0.5 * attempt)
+                if attempt < max_attempts:
+                    sleep(0.5 * attempt)
                 continue
             detail = f"rejected with {status}"
             break
     finally:
         if owned:
             client.close()
-    logger.warning("Discord notification not delivered: {}", detail)
+    logger.warning("Discord notification not delivered: {}", detail or "no attempt made")
     return Delivery(False, status, attempt, detail)

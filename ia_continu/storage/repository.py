@@ -35,12 +35,14 @@ def _info(row: BatchRow, created: bool = True) -> BatchInfo:
 
 
 def _to_json_rows(frame: pd.DataFrame) -> list[list[Any]]:
-    # NaN is not valid JSON (PostgreSQL rejects it): store null instead.
-    clean = frame.astype(object).where(frame.notna(), None)
-    return [[_native(v) for v in row] for row in clean.itertuples(index=False, name=None)]
+    rows = frame.astype(object).itertuples(index=False, name=None)
+    return [[_native(v) for v in row] for row in rows]
 
 
 def _native(value: Any) -> Any:
+    # NaN is not valid JSON (PostgreSQL rejects it): store null instead.
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

@@ -15,7 +15,6 @@ from flows.retrain import retrain
 from ia_continu.settings import get_settings
 
 
-
 def _client() -> MlflowClient:
     uri = get_settings().mlflow_tracking_uri
     return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -83,11 +83,6 @@ def test_empty_field_name_and_value_become_dash() -> None:
     assert _accepted(embed)  # Discord rejects empty names/values
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: build_embed only replaces '' with '-'; a whitespace-only field name or value "
-    "is sent as-is, which Discord treats as missing ('This field is required', 400)",
-)
 def test_whitespace_only_field_name_and_value_are_replaced() -> None:
     embed = build_embed("info", "t", fields={" ": "x", "v": "  \n"})
     assert _accepted(embed)
@@ -273,7 +268,7 @@ def _random_embed(rng: random.Random) -> dict[str, Any]:
 
 def test_random_embeds_always_pass_discord_validation() -> None:
     rng = random.Random(20240301)
-    for _ in range(400):
+    for _ in range(250):
         embed = _random_embed(rng)
         assert embed_length(embed) <= 6000
         assert len(embed.get("fields", [])) <= 25

@@ -81,4 +81,4 @@ def test_no_champion_wins_over_drift_flags() -> None:
 
 def test_arguments_are_keyword_only() -> None:
     with pytest.raises(TypeError):
-        decide_retrain(True, False, False)  # type: ignore[misc]
+        decide_retrain(True, False, False)  # type: ignore[call-arg]

@@ -7,6 +7,7 @@ artifacts land in ``./mlruns`` under tmp_path (the working directory of every te
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from ia_continu import cycle, registry
 from ia_continu.settings import Settings
@@ -24,14 +26,24 @@ from ia_continu.storage.schema import get_engine
 
 @pytest.fixture(autouse=True)
 def _fresh_mlflow_state() -> Iterator[None]:
-    """Models are cached by ``models:/name/version``: the same URI in another test's registry
-    is another model. Restore MLflow's process-wide tracking URI and experiment afterwards."""
+    """Undo the process-wide state MLflow keeps between tests.
+
+    ``registry.load_model`` caches by ``models:/name/version``: the same URI in another
+    test's registry is another model. ``mlflow.set_tracking_uri`` / ``set_experiment`` set
+    module globals and the ``MLFLOW_TRACKING_URI`` / ``MLFLOW_EXPERIMENT_ID`` variables.
+    """
     registry.load_model.cache_clear()
-    tracking_uri = mlflow.get_tracking_uri()
+    tracking_uri = tracking_utils._tracking_uri
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
     yield
     registry.load_model.cache_clear()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.tracking.fluent._active_experiment_id = None
+    for key, value in saved_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @dataclass
@@ -70,10 +82,14 @@ def _version_tags(mlflow_client: MlflowClient, name: str, version: int) -> dict[
     return dict(mlflow_client.get_model_version(name, str(version)).tags)
 
 
-def _champion(mlflow_client: MlflowClient, name: str) -> registry.ModelRef:
-    ref = registry.get_alias(mlflow_client, name, registry.CHAMPION)
-    assert ref is not None
+def _alias(mlflow_client: MlflowClient, name: str, alias: str) -> registry.ModelRef:
+    ref = registry.get_alias(mlflow_client, name, alias)
+    assert ref is not None, alias
     return ref
+
+
+def _champion(mlflow_client: MlflowClient, name: str) -> registry.ModelRef:
+    return _alias(mlflow_client, name, registry.CHAMPION)
 
 
 def test_concept_drift_scenario(settings: Settings) -> None:
@@ -205,10 +221,10 @@ def test_concept_drift_scenario(settings: Settings) -> None:
     # --- rollback swaps champion and previous, twice gets back -------------------------
     assert registry.rollback(mlflow_client, name) == old_version
     assert _champion(mlflow_client, name).version == old_version
-    assert registry.get_alias(mlflow_client, name, registry.PREVIOUS).version == new_version
+    assert _alias(mlflow_client, name, registry.PREVIOUS).version == new_version
     assert registry.rollback(mlflow_client, name) == new_version
     assert _champion(mlflow_client, name).version == new_version
-    assert registry.get_alias(mlflow_client, name, registry.PREVIOUS).version == old_version
+    assert _alias(mlflow_client, name, registry.PREVIOUS).version == old_version
 
 
 def test_ingest_key_makes_a_cycle_ingest_idempotent(settings: Settings) -> None:

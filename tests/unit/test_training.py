@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from ia_continu.settings import EstimatorName
 from ia_continu.sources import Schema, SyntheticSource
@@ -27,6 +30,14 @@ from ia_continu.training import (
 MIXED = Schema(features=("x1", "x2", "colour"), categorical=("colour",), target="label")
 NUMERIC_ONLY = Schema(features=("x1", "x2"), categorical=(), target="label")
 CATEGORICAL_ONLY = Schema(features=("colour",), categorical=("colour",), target="label")
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> Iterator[None]:
+    """One OpenMP/BLAS thread: on an oversubscribed host (CI, parallel sessions) OpenMP's
+    spin-waiting makes a 300-row HistGradientBoosting fit take seconds instead of 0.1 s."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def _mixed_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
@@ -56,11 +67,11 @@ class ConstantModel:
         ("hist_gradient_boosting", HistGradientBoostingClassifier),
     ],
 )
-def test_build_pipeline_for_each_estimator(name: EstimatorName, cls: type) -> None:
+def test_build_pipeline_for_each_estimator(name: EstimatorName, cls: type[BaseEstimator]) -> None:
     pipeline = build_pipeline(MIXED, name)
     assert isinstance(pipeline, Pipeline)
     assert [step for step, _ in pipeline.steps] == ["features", "model"]
-    model = pipeline.named_steps["model"]
+    model: Any = pipeline.named_steps["model"]
     assert isinstance(model, cls)
     for key, value in DEFAULT_PARAMS[name].items():
         assert model.get_params()[key] == value
@@ -80,7 +91,7 @@ def test_build_pipeline_for_each_estimator(name: EstimatorName, cls: type) -> No
 
 
 def test_estimators_registry_matches_settings_names() -> None:
-    assert set(ESTIMATORS) == set(DEFAULT_PARAMS) == set(EstimatorName.__args__)
+    assert set(ESTIMATORS) == set(DEFAULT_PARAMS) == set(get_args(EstimatorName))
 
 
 def test_build_pipeline_numeric_only_and_categorical_only() -> None:

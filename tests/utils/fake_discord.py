@@ -130,9 +130,7 @@ def _validate_embed(errors: _Errors, index: int, embed: Any) -> None:
         if isinstance(colour, bool) or not isinstance(colour, int):
             errors.add((*path, "color"), "NUMBER_TYPE_COERCE", f"Value {colour!r} is not int.")
         elif not 0 <= colour <= COLOR_MAX:
-            errors.add(
-                (*path, "color"), "NUMBER_TYPE_MAX", f"int value should be <= {COLOR_MAX}."
-            )
+            errors.add((*path, "color"), "NUMBER_TYPE_MAX", f"int value should be <= {COLOR_MAX}.")
     if "timestamp" in embed:
         stamp = embed["timestamp"]
         try:
@@ -162,7 +160,9 @@ def _validate_embed(errors: _Errors, index: int, embed: Any) -> None:
             return
         if len(fields) > FIELDS_MAX:
             errors.add(
-                (*path, "fields"), "BASE_TYPE_MAX_LENGTH", f"Must be {FIELDS_MAX} or fewer in length."
+                (*path, "fields"),
+                "BASE_TYPE_MAX_LENGTH",
+                f"Must be {FIELDS_MAX} or fewer in length.",
             )
         for number, item in enumerate(fields):
             where = (*path, "fields", number)
@@ -249,7 +249,11 @@ def _error_response(status: int, retry_after: float) -> tuple[bytes, dict[str, s
             "X-RateLimit-Reset-After": f"{retry_after:.3f}",
             "X-RateLimit-Scope": "user",
         }
-        body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+        body = {
+            "message": "You are being rate limited.",
+            "retry_after": retry_after,
+            "global": False,
+        }
         return _json_bytes(body), headers
     if status == 404:
         return _json_bytes({"message": "Unknown Webhook", "code": 10015}), json_type
@@ -270,7 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # silence stderr
         return
 
-    def _answer(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+    def _answer(
+        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -310,7 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
         at = time.monotonic()
         body = self._read_body()
         self.server.fake._record(
-            RecordedRequest(at, self.command, self.path, dict(self.headers.items()), body, None, 405),
+            RecordedRequest(
+                at, self.command, self.path, dict(self.headers.items()), body, None, 405
+            ),
             accepted=None,
         )
         payload = _json_bytes({"message": "405: Method Not Allowed", "code": 0})
@@ -341,7 +349,7 @@ class FakeDiscord:
         self._server.fake = self
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name="fake-discord",
             daemon=True,
         )
@@ -450,7 +458,11 @@ class FakeDiscord:
             return 401, *_error_response(401, 0)
         content_type = str(headers.get("Content-Type", ""))
         if not content_type.startswith("application/json"):
-            return 400, _json_bytes({"message": "Cannot send an empty message", "code": 50006}), json_type
+            return (
+                400,
+                _json_bytes({"message": "Cannot send an empty message", "code": 50006}),
+                json_type,
+            )
         if parsed is None:
             error = {"message": "The request body contains invalid JSON.", "code": 50109}
             return 400, _json_bytes(error), json_type

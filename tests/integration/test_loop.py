@@ -1,0 +1,142 @@
+"""The whole loop for real: Prefect server, MLflow server, prefect.yaml deployments, a
+process worker, flow runs triggered through the API, and a fake Discord on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from tests.utils.fake_discord import FakeDiscord
+from tests.utils.servers import BIN, Stack, prefect_and_mlflow, spawn, stop
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+POOL = "it-process-pool"
+MODEL = "it-classifier"
+CYCLES = 6
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with prefect_and_mlflow(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+def _env(stack: Stack, webhook: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IAC_")}
+    env.update(
+        PREFECT_API_URL=stack.prefect_api_url,
+        PREFECT_HOME=str(stack.home / "client"),
+        IAC_DATA_DIR=str(stack.home / "state"),
+        IAC_MLFLOW_TRACKING_URI=stack.mlflow_url,
+        IAC_REGISTERED_MODEL_NAME=MODEL,
+        IAC_DATA_SOURCE="synthetic",
+        IAC_SYNTHETIC_MODE="concept_drift",
+        IAC_BATCH_SIZE="300",
+        IAC_SYNTHETIC_PERIOD_BATCHES="3",
+        IAC_TRAINING_WINDOW_BATCHES="2",
+        IAC_DISCORD_WEBHOOK_URL=webhook,
+        # Triggered runs are not scheduled runs: keep the lateness rule out of the way.
+        IAC_SCHEDULE_INTERVAL_SECONDS="600",
+    )
+    return env
+
+
+async def _pause_schedules_and_clear(deployment_name: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(deployment_name)
+        for schedule in await client.read_deployment_schedules(deployment.id):
+            await client.update_deployment_schedule(deployment.id, schedule.id, active=False)
+        scheduled = await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+            ),
+        )
+        for run in scheduled:
+            await client.delete_flow_run(run.id)
+
+
+def test_deployed_loop_detects_drift_promotes_and_notifies(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    with FakeDiscord() as discord:
+        env = _env(stack, discord.url)
+        for key, value in env.items():
+            if key.startswith(("IAC_", "PREFECT_")):
+                monkeypatch.setenv(key, value)
+
+        # README path: bootstrap = pool + concurrency limit + Secret block + `prefect deploy --all`.
+        subprocess.run(
+            [sys.executable, "-m", "deployments.bootstrap", "--pool", POOL],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=300,
+        )
+        api = temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url})
+        api.__enter__()
+        request.addfinalizer(lambda: api.__exit__(None, None, None))
+        asyncio.run(_pause_schedules_and_clear("continuous_training/continuous-training"))
+        worker = spawn(
+            [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+            stack.home / "worker.log",
+            env,
+        )
+        try:
+            from prefect.deployments import run_deployment
+
+            runs: list[Any] = []
+            for _ in range(CYCLES):
+                run = run_deployment("continuous_training/continuous-training", timeout=240)
+                assert run.state is not None
+                assert run.state.is_completed() and run.state.name == "Completed", (
+                    run.state,
+                    (stack.home / "worker.log").read_text()[-4000:],
+                )
+                runs.append(run)
+        finally:
+            stop(worker)
+
+        client = MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
+        champion = client.get_model_version_by_alias(MODEL, "champion")
+        previous = client.get_model_version_by_alias(MODEL, "previous")
+        # Bootstrap made version 1; the concept flip at position 3 promoted a challenger.
+        assert int(champion.version) >= 2
+        assert int(previous.version) < int(champion.version)
+        assert champion.tags["trigger"] == "drift"
+        assert champion.tags["drift_report_id"]
+        experiment = client.get_experiment_by_name("ia-continu")
+        assert experiment is not None
+        drift_runs = client.search_runs(
+            [experiment.experiment_id], "tags.kind = 'drift_report'", max_results=100
+        )
+        assert len(drift_runs) == CYCLES
+        concept = [r for r in drift_runs if r.data.metrics.get("concept_drift") == 1.0]
+        assert concept, "no drift report flagged concept drift"
+
+        colours = [p["embeds"][0]["color"] for p in discord.received]
+        titles = [p["embeds"][0]["title"] for p in discord.received]
+        assert 0x9B59B6 in colours, titles  # drift
+        assert 0x2ECC71 in colours, titles  # promotion
+        assert any("promoted to champion" in t for t in titles)
