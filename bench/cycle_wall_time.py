@@ -222,6 +222,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the server, run the cycles, print tables, write JSON, stop the server."""
     args = parse_args(argv)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     workdir = Path(tempfile.mkdtemp(prefix="iac-bench-cycle-"))
     cycles: list[dict[str, Any]] = []
     started = time.perf_counter()

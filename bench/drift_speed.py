@@ -7,11 +7,12 @@ In the *shifted* current window ``num_0..num_4`` are shifted by 0.1, 0.15, 0.2, 
 0.2 each; every other column keeps its reference distribution. The *null* current window
 is unshifted.
 
-Speed: one report per tool on the same shifted pair, one warm-up run each, then the
-median of ``--repeats`` runs (the two tools alternate). Ours is
-``detect_data_drift(...)`` + ``.to_dict()`` with the ``Settings()`` drift defaults;
-Evidently is ``Dataset.from_pandas`` (both windows) + ``Report([DataDriftPreset()]).run``
-+ ``.dict()``.
+Runs: for each seed, a shifted pair and a null pair; both tools see the same frames and
+alternate which goes first. Every run is timed, wall clock and process CPU (the CPU time
+is the robust number on a shared machine), after one warm-up run per tool; speed is the
+median over those runs. Ours is ``detect_data_drift(...)`` + ``.to_dict()`` with the
+``Settings()`` drift defaults; Evidently is ``Dataset.from_pandas`` (both windows) +
+``Report([DataDriftPreset()]).run(current, reference)`` + ``.dict()``.
 
 Detection, over seeds: a column counts as flagged when the tool says it drifted (ours:
 ``FeatureDrift.drifted``; Evidently: the ``ValueDrift`` metric's value against its
@@ -20,7 +21,7 @@ below the threshold, distance methods when the distance reaches it, as Evidently
 per-column tests do). Dataset level: ours ``DataDriftReport.drift``; Evidently
 ``DriftedColumnsCount.share >= drift_share`` (0.5 in the preset).
 
-Usage: ``.venv/bin/python -m bench.drift_speed [--sizes 10000,100000] [--seeds 20,5]``.
+Usage: ``.venv/bin/python -m bench.drift_speed [--sizes 10000,100000] [--seeds 12,2]``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ SHIFTED_CATEGORICAL = "cat_0"
 REFERENCE_SHARES = (0.2, 0.2, 0.2, 0.2, 0.2)
 SHIFTED_SHARES = (0.3, 0.25, 0.2, 0.15, 0.1)
 DRIFTED_COLUMNS = (*SHIFTS, SHIFTED_CATEGORICAL)
+WARMUP_SEED = 999_999  # not among the measured seeds
 
 
 def make_window(n: int, rng: np.random.Generator, shifted: bool) -> pd.DataFrame:
@@ -133,65 +136,85 @@ def run_evidently(reference: pd.DataFrame, current: pd.DataFrame) -> Verdict:
 Tool = Callable[[pd.DataFrame, pd.DataFrame], Verdict]
 
 
-def timed(tool: Tool, reference: pd.DataFrame, current: pd.DataFrame) -> float:
-    """Wall time of one call, in seconds."""
-    start = time.perf_counter()
-    tool(reference, current)
-    return time.perf_counter() - start
+@dataclass
+class Tally:
+    """Timings and verdict counts of one tool at one size."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    hits: Counter[str] = field(default_factory=Counter)
+    null_hits: Counter[str] = field(default_factory=Counter)
+    dataset_shifted: int = 0
+    dataset_null: int = 0
+
+    def add(
+        self, tool: Tool, reference: pd.DataFrame, current: pd.DataFrame, shifted: bool
+    ) -> None:
+        """Run ``tool`` once, timed (wall and process CPU), and count its verdicts."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        verdict = tool(reference, current)
+        self.wall.append(time.perf_counter() - wall)
+        self.cpu.append(time.process_time() - cpu)
+        (self.hits if shifted else self.null_hits).update(verdict.flagged)
+        if shifted:
+            self.dataset_shifted += verdict.dataset_drift
+        else:
+            self.dataset_null += verdict.dataset_drift
+
+    def summary(self, seeds: int) -> dict[str, Any]:
+        """JSON-ready: timings (ms) and rates over ``seeds`` shifted + ``seeds`` null pairs."""
+        columns = (*NUMERIC, *CATEGORICAL)
+        unshifted = [c for c in columns if c not in DRIFTED_COLUMNS]
+        false_alarms = sum(self.hits[c] for c in unshifted) + sum(self.null_hits.values())
+        trials = seeds * (len(unshifted) + len(columns))
+        return {
+            "wall_ms": _ms(self.wall),
+            "cpu_ms": _ms(self.cpu),
+            "detection_rate": {c: self.hits[c] / seeds for c in DRIFTED_COLUMNS},
+            "detection_rate_mean": sum(self.hits[c] for c in DRIFTED_COLUMNS)
+            / (seeds * len(DRIFTED_COLUMNS)),
+            "false_alarm_rate_per_feature": false_alarms / trials,
+            "false_alarms": false_alarms,
+            "false_alarm_trials": trials,
+            "dataset_drift_rate_shifted": self.dataset_shifted / seeds,
+            "dataset_drift_rate_null": self.dataset_null / seeds,
+        }
 
 
-def speed(n: int, repeats: int, tools: dict[str, Tool]) -> dict[str, Any]:
-    """One warm-up run per tool, then ``repeats`` alternating timed runs; medians in ms."""
-    reference, current = make_pair(n, seed=0, shifted=True)
+def _ms(seconds: Sequence[float]) -> dict[str, Any]:
+    return {
+        "median": round(statistics.median(seconds) * 1000, 2),
+        "min": round(min(seconds) * 1000, 2),
+        "max": round(max(seconds) * 1000, 2),
+        "n": len(seconds),
+    }
+
+
+def measure(n: int, seeds: int, tools: dict[str, Tool]) -> dict[str, Any]:
+    """One warm-up run per tool, then each tool on ``seeds`` shifted and null pairs.
+
+    Every run is timed; speeds are medians over those ``2 * seeds`` runs per tool. The
+    tools alternate (which one goes first flips with each pair) and see the same frames.
+    """
+    reference, current = make_pair(n, seed=WARMUP_SEED, shifted=True)
     for tool in tools.values():
         tool(reference, current)
-    times: dict[str, list[float]] = {name: [] for name in tools}
-    for _ in range(repeats):
-        for name, tool in tools.items():
-            times[name].append(timed(tool, reference, current))
-    out: dict[str, Any] = {"rows": n, "columns": N_NUMERIC + N_CATEGORICAL, "repeats": repeats}
-    for name, values in times.items():
-        out[name] = {
-            "median_ms": round(statistics.median(values) * 1000, 2),
-            "min_ms": round(min(values) * 1000, 2),
-            "all_ms": [round(v * 1000, 2) for v in values],
-        }
-    if "ours" in times and "evidently" in times:
-        out["evidently_over_ours"] = round(
-            statistics.median(times["evidently"]) / statistics.median(times["ours"]), 2
-        )
-    return out
-
-
-def detection(n: int, seeds: int, tools: dict[str, Tool]) -> dict[str, Any]:
-    """Per-tool flag rates over ``seeds`` shifted and ``seeds`` null pairs of ``n`` rows."""
-    columns = (*NUMERIC, *CATEGORICAL)
-    hits = {name: dict.fromkeys(columns, 0) for name in tools}
-    null_hits = {name: dict.fromkeys(columns, 0) for name in tools}
-    dataset = {name: {"shifted": 0, "null": 0} for name in tools}
+    tallies = {name: Tally() for name in tools}
+    order = list(tools)
     for seed in range(seeds):
         for shifted in (True, False):
             reference, current = make_pair(n, seed, shifted)
-            for name, tool in tools.items():
-                verdict = tool(reference, current)
-                target = hits if shifted else null_hits
-                for column in verdict.flagged:
-                    target[name][column] += 1
-                dataset[name]["shifted" if shifted else "null"] += verdict.dataset_drift
-    unshifted = [c for c in columns if c not in DRIFTED_COLUMNS]
-    out: dict[str, Any] = {"rows": n, "seeds": seeds}
-    for name in tools:
-        false_alarms = sum(hits[name][c] for c in unshifted) + sum(null_hits[name].values())
-        trials = seeds * len(unshifted) + seeds * len(columns)
-        out[name] = {
-            "detection_rate": {c: hits[name][c] / seeds for c in DRIFTED_COLUMNS},
-            "detection_rate_mean": sum(hits[name][c] for c in DRIFTED_COLUMNS)
-            / (seeds * len(DRIFTED_COLUMNS)),
-            "false_alarm_rate_per_feature": false_alarms / trials,
-            "false_alarm_trials": trials,
-            "dataset_drift_rate_shifted": dataset[name]["shifted"] / seeds,
-            "dataset_drift_rate_null": dataset[name]["null"] / seeds,
-        }
+            for name in order:
+                tallies[name].add(tools[name], reference, current, shifted)
+            order.reverse()
+    out: dict[str, Any] = {"rows": n, "columns": len(NUMERIC) + len(CATEGORICAL), "seeds": seeds}
+    out.update({name: t.summary(seeds) for name, t in tallies.items()})
+    if "ours" in tallies and "evidently" in tallies:
+        for clock in ("wall", "cpu"):
+            out[f"evidently_over_ours_{clock}"] = round(
+                out["evidently"][f"{clock}_ms"]["median"] / out["ours"][f"{clock}_ms"]["median"],
+                2,
+            )
     return out
 
 
@@ -199,73 +222,83 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     parser = argparse.ArgumentParser(prog="python -m bench.drift_speed", description=__doc__)
     parser.add_argument("--sizes", default="10000,100000", help="rows per window, comma list")
-    parser.add_argument("--repeats", default="7,5", help="timed runs per size, comma list")
-    parser.add_argument("--seeds", default="20,5", help="detection seeds per size, comma list")
+    parser.add_argument(
+        "--seeds", default="12,2", help="seeds per size (each: a shifted and a null pair)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "drift_speed.json")
     return parser.parse_args(argv)
-
-
-def _ints(text: str, n: int, flag: str) -> list[int]:
-    values = [int(v) for v in text.split(",") if v.strip()]
-    if len(values) == 1:
-        values *= n
-    if len(values) != n:
-        raise SystemExit(f"{flag}: expected 1 or {n} values, got {text!r}")
-    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Time both tools, measure their detection rates, print tables, write JSON."""
     args = parse_args(argv)
     sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
-    repeats = _ints(args.repeats, len(sizes), "--repeats")
-    seeds = _ints(args.seeds, len(sizes), "--seeds")
+    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+    if len(seeds) == 1:
+        seeds *= len(sizes)
+    if len(seeds) != len(sizes) or min(seeds) < 1:
+        raise SystemExit(f"--seeds: give 1 or {len(sizes)} positive values, got {args.seeds!r}")
     settings = Settings()
     tools: dict[str, Tool] = {
         "ours": lambda ref, cur: run_ours(ref, cur, settings),
         "evidently": run_evidently,
     }
     started = time.perf_counter()
-    speeds = [speed(n, r, tools) for n, r in zip(sizes, repeats, strict=True)]
-    detections = [detection(n, s, tools) for n, s in zip(sizes, seeds, strict=True)]
+    results = []
+    for n, s in zip(sizes, seeds, strict=True):
+        results.append(measure(n, s, tools))
+        print(f"{n:,} rows: done after {time.perf_counter() - started:.0f} s", flush=True)
     total = time.perf_counter() - started
 
-    print("Drift report wall time (23 columns; median of timed runs after one warm-up)\n")
+    print("\nOne drift report, 23 columns: median over the timed runs (after one warm-up)\n")
     print(
         markdown_table(
-            ["rows per window", "ours (ms)", "Evidently (ms)", "Evidently / ours"],
+            [
+                "rows per window",
+                "timed runs",
+                "ours wall (ms)",
+                "Evidently wall (ms)",
+                "ratio (wall)",
+                "ours CPU (ms)",
+                "Evidently CPU (ms)",
+                "ratio (CPU)",
+            ],
             [
                 [
-                    f"{s['rows']:,}",
-                    f"{s['ours']['median_ms']:.1f}",
-                    f"{s['evidently']['median_ms']:.1f}",
-                    f"{s['evidently_over_ours']:.1f}x",
+                    f"{r['rows']:,}",
+                    r["ours"]["wall_ms"]["n"],
+                    f"{r['ours']['wall_ms']['median']:.0f}",
+                    f"{r['evidently']['wall_ms']['median']:.0f}",
+                    f"{r['evidently_over_ours_wall']:.1f}x",
+                    f"{r['ours']['cpu_ms']['median']:.0f}",
+                    f"{r['evidently']['cpu_ms']['median']:.0f}",
+                    f"{r['evidently_over_ours_cpu']:.1f}x",
                 ]
-                for s in speeds
+                for r in results
             ],
         )
     )
-    print("\nDetection (shifted: num_0..4 by 0.1/0.15/0.2/0.3/0.5 std, cat_0 shares)\n")
-    header = ["rows", "seeds", "tool", *(f"{c} ({SHIFTS[c]})" for c in SHIFTS)]
-    header += [
-        SHIFTED_CATEGORICAL,
-        "false alarms / feature",
-        "dataset drift shifted",
-        "dataset drift null",
-    ]
+    print(
+        "\nDetection rate per shifted feature, false-alarm rate per unshifted feature, "
+        "dataset-level verdict rates\n"
+    )
+    header = ["rows", "seeds", "tool", *(f"{c} +{SHIFTS[c]} std" for c in SHIFTS)]
+    header += [f"{SHIFTED_CATEGORICAL} shares", "false alarms / feature",
+               "dataset drift (shifted)", "dataset drift (null)"]  # fmt: skip
     rows = []
-    for d in detections:
+    for r in results:
         for name in tools:
-            r = d[name]
+            t = r[name]
             rows.append(
                 [
-                    f"{d['rows']:,}",
-                    d["seeds"],
+                    f"{r['rows']:,}",
+                    r["seeds"],
                     name,
-                    *(f"{r['detection_rate'][c]:.2f}" for c in DRIFTED_COLUMNS),
-                    f"{r['false_alarm_rate_per_feature']:.3f}",
-                    f"{r['dataset_drift_rate_shifted']:.2f}",
-                    f"{r['dataset_drift_rate_null']:.2f}",
+                    *(f"{t['detection_rate'][c]:.2f}" for c in DRIFTED_COLUMNS),
+                    f"{t['false_alarm_rate_per_feature']:.3f} "
+                    f"({t['false_alarms']}/{t['false_alarm_trials']})",
+                    f"{t['dataset_drift_rate_shifted']:.2f}",
+                    f"{t['dataset_drift_rate_null']:.2f}",
                 ]
             )
     print(markdown_table(header, rows))
@@ -285,8 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "drift_min_features": settings.drift_min_features,
         },
         "evidently": {"preset": "DataDriftPreset()", "version": _evidently_version()},
-        "speed": speeds,
-        "detection": detections,
+        "results": results,
         "total_seconds": round(total, 1),
     }
     out = write_json(args.output, payload)

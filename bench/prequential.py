@@ -88,6 +88,7 @@ class PolicyResult:
     correct: int = 0
     batch_accuracy: list[float] = field(default_factory=list)
     retrains: int = 0
+    failed_trainings: int = 0
     promotions: int = 0
     retrain_batches: list[int] = field(default_factory=list)
     cycle_seconds: list[float] = field(default_factory=list)
@@ -109,6 +110,7 @@ class PolicyResult:
             "test_rows": self.test_rows,
             "test_batches": len(self.batch_accuracy),
             "retrains": self.retrains,
+            "failed_trainings": self.failed_trainings,
             "promotions": self.promotions,
             "cycle_ms": summarize_ms(self.cycle_seconds),
             "retrain_cycle_ms": summarize_ms(self.retrain_cycle_seconds),
@@ -212,8 +214,12 @@ def step_every_batch(
 ) -> Champion:
     """Train on the flows' window ending at ``t`` and promote unconditionally."""
     window = training_window(stream, t, settings, champion)
-    challenger, decision = cycle.train_and_gate(window, settings)
     result.retrains += 1
+    try:
+        challenger, decision = cycle.train_and_gate(window, settings)
+    except ValueError:  # a single-class window: the flow's retrain task fails
+        result.failed_trainings += 1
+        return champion
     result.promotions += 1
     promoted = record(window, challenger, {**decision, "promote": True}, champion)
     assert promoted is not None
@@ -226,8 +232,12 @@ def step_every_batch_latest(
     """Train on the newest ``training_window_batches`` batches including ``t``; promote."""
     ids = list(range(max(0, t - settings.training_window_batches + 1), t + 1))
     frame = _frame(stream, ids)
-    model = train(frame, stream.schema, settings.estimator, settings.estimator_params)
     result.retrains += 1
+    try:
+        model = train(frame, stream.schema, settings.estimator, settings.estimator_params)
+    except ValueError:  # a single-class window
+        result.failed_trainings += 1
+        return champion
     result.promotions += 1
     ref = registry.ModelRef(MODEL_NAME, champion.ref.version + 1, None, None, ids, stream.name)
     return Champion(ref, model)
@@ -244,8 +254,12 @@ def step_on_drift(
     if not report["decision"]["retrain"]:
         return champion
     window = training_window(stream, t, settings, champion)
-    challenger, decision = cycle.train_and_gate(window, settings)
     result.retrains += 1
+    try:
+        challenger, decision = cycle.train_and_gate(window, settings)
+    except ValueError:  # a single-class window: the flow's retrain task fails
+        result.failed_trainings += 1
+        return champion
     result.promotions += bool(decision["promote"])
     new = record(window, challenger, decision, champion)
     assert new is not None
@@ -364,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 r.policy,
                 f"{r.accuracy * 100:.2f}",
                 r.retrains,
+                r.failed_trainings,
                 r.promotions,
                 fmt(cycle_ms["median_ms"], 2),
                 fmt(cycle_ms["p95_ms"], 2),
@@ -386,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "policy",
                 "prequential acc (%)",
                 "retrains",
+                "failed",
                 "promotions",
                 "cycle median (ms)",
                 "cycle p95 (ms)",

@@ -6,6 +6,7 @@ computation (never retried). Flows in ``flows/`` only wire them together.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,7 +77,7 @@ def load_drift_inputs(settings: Settings) -> DriftInputs:
     champion = registry.get_alias(mlflow_client, settings.registered_model_name)
     reference = model = None
     if champion is not None:
-        model = registry.load_model(champion.uri)
+        model = registry.load_model(champion.uri, settings.mlflow_tracking_uri)
         if champion.training_batch_ids:
             reference = repository.load_frame(engine, champion.training_batch_ids)
     return DriftInputs(source.name, source.schema, ids, current, newest, champion, reference, model)
@@ -128,6 +129,11 @@ def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False)
     }
 
 
+def metric_key(name: str) -> str:
+    """``name`` made a valid MLflow metric key (letters, digits, ``_-./`` and spaces)."""
+    return re.sub(r"[^\w\-./ ]", "_", name)[:250]
+
+
 def drift_metrics(report: dict[str, Any]) -> dict[str, float]:
     """Flat MLflow metrics of a report: per-feature statistic, p-value, effect, flags."""
     metrics: dict[str, float] = {"retrain": float(report["decision"]["retrain"])}
@@ -136,7 +142,7 @@ def drift_metrics(report: dict[str, Any]) -> dict[str, float]:
         metrics["data_drift"] = float(data["drift"])
         metrics["drift_share"] = float(data["drift_share"])
         for item in data["features"]:
-            name = item["feature"]
+            name = metric_key(item["feature"])
             for key in ("statistic", "p_value", "p_adjusted", "effect", "psi"):
                 value = item[key]
                 if value == value and abs(value) != float("inf"):  # MLflow rejects NaN/inf
@@ -163,7 +169,8 @@ def persist_drift_report(settings: Settings, report: dict[str, Any]) -> str:
         report=report,
         report_id=report["id"],
     )
-    registry.client(settings.mlflow_tracking_uri)
+    if repository.get_drift_report(engine, report_id)["mlflow_run_id"]:
+        return report_id  # a retry after the MLflow run was logged: log it once only
     registry.experiment_id(
         registry.client(settings.mlflow_tracking_uri), settings.mlflow_experiment
     )
@@ -213,7 +220,7 @@ def load_training_window(settings: Settings) -> TrainingWindow:
     train_rows, holdout = split_holdout(frame)
     mlflow_client = registry.client(settings.mlflow_tracking_uri)
     champion = registry.get_alias(mlflow_client, settings.registered_model_name)
-    model = registry.load_model(champion.uri) if champion else None
+    model = registry.load_model(champion.uri, settings.mlflow_tracking_uri) if champion else None
     return TrainingWindow(
         source=source.name,
         schema=source.schema,

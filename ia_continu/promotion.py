@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+FLOAT_SLACK = 1e-9
+
 
 @dataclass(frozen=True)
 class PromotionDecision:
@@ -47,7 +49,8 @@ def decide_promotion(
             True, challenger_accuracy, None, margin, "no champion yet: the first model bootstraps"
         )
     gain = challenger_accuracy - champion_accuracy
-    if gain > margin:
+    # Accuracies are ratios of counts: 0.76 - 0.75 is 0.010000000000000009 in floats.
+    if gain > margin + FLOAT_SLACK:
         reason = f"challenger beats champion by {gain:+.3f} (> margin {margin:.3f})"
         return PromotionDecision(True, challenger_accuracy, champion_accuracy, margin, reason)
     reason = f"challenger gain {gain:+.3f} does not exceed margin {margin:.3f}"

@@ -89,9 +89,17 @@ def get_alias(mlflow_client: MlflowClient, name: str, alias: str = CHAMPION) -> 
     )
 
 
+def load_model(uri: str, tracking_uri: str) -> Any:
+    """Load a scikit-learn model from a pinned ``models:/name/version`` URI.
+
+    Cached per (tracking URI, model URI): a registered version never changes.
+    """
+    return _load_model(uri, tracking_uri)
+
+
 @lru_cache(maxsize=4)
-def load_model(uri: str) -> Any:
-    """Load a scikit-learn model from a pinned ``models:/name/version`` URI (cached)."""
+def _load_model(uri: str, tracking_uri: str) -> Any:
+    mlflow.set_tracking_uri(tracking_uri)
     return mlflow.sklearn.load_model(uri)
 
 

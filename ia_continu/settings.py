@@ -23,8 +23,9 @@ class Settings(BaseSettings):
     """All knobs of IA Continu. Environment variable = ``IAC_`` + field name, upper case.
 
     Raises:
-        pydantic.ValidationError: on an invalid value; the message names the setting
-            (for example ``IAC_BATCH_SIZE``).
+        pydantic.ValidationError: on an invalid value; the message names the field
+            (``batch_size``); ``ia-continu check`` and the bootstrap print it as the
+            variable (``IAC_BATCH_SIZE``).
     """
 
     model_config = SettingsConfigDict(

@@ -163,6 +163,8 @@ class ReplaySource:
         features = tuple(c for c in columns if c not in (self.target, self.time_column))
         if not features:
             raise SourceConfigError(f"IAC_REPLAY_PATH: {self.path} has no feature column")
+        if self._frame().empty:
+            raise SourceConfigError(f"IAC_REPLAY_PATH: {self.path} has no data row")
         self.schema = Schema(features=features, categorical=self.categorical, target=self.target)
 
     @property
@@ -179,7 +181,7 @@ class ReplaySource:
         return _load_csv(str(Path(self.path).resolve()), self.time_column)
 
     def batch(self, position: int) -> pd.DataFrame:
-        """Rows of batch ``position``; categorical columns as strings, target as string."""
+        """Rows of batch ``position``; categorical columns and target as strings (or missing)."""
         if position < 0:
             raise ValueError(f"position must be >= 0, got {position}")
         epoch, offset = divmod(position, self.n_batches)
@@ -190,9 +192,11 @@ class ReplaySource:
         start = offset * self.batch_size
         rows = self._frame().iloc[start : start + self.batch_size]
         out = rows[[*self.schema.features, self.target]].reset_index(drop=True)
-        for column in self.categorical:
-            out[column] = out[column].astype(str)
-        out[self.target] = out[self.target].astype(str)
+        # Strings, but a missing value stays missing (not the category "nan").
+        for column in (*self.categorical, self.target):
+            out[column] = (
+                out[column].astype(object).where(out[column].isna(), out[column].astype(str))
+            )
         return out
 
 

@@ -69,8 +69,9 @@ def train(
     Raises:
         ValueError: if ``frame`` is empty or holds a single class.
     """
+    frame = frame[frame[schema.target].notna()]
     if frame.empty:
-        raise ValueError("cannot train on an empty window")
+        raise ValueError("cannot train on an empty window (no labelled row)")
     y = frame[schema.target]
     if y.nunique() < 2:
         raise ValueError(f"training window holds a single class ({y.iloc[0]!r})")
@@ -80,15 +81,16 @@ def train(
 
 
 def accuracy(model: Any, frame: pd.DataFrame, schema: Schema) -> float:
-    """Share of rows of ``frame`` whose label ``model`` predicts (0..1).
+    """Share of labelled rows of ``frame`` whose label ``model`` predicts (0..1).
 
     ``model`` is anything with ``predict`` (a Pipeline or an MLflow pyfunc model).
 
     Raises:
         ValueError: if ``frame`` is empty.
     """
+    frame = frame[frame[schema.target].notna()]
     if frame.empty:
-        raise ValueError("cannot evaluate on an empty batch")
+        raise ValueError("cannot evaluate on an empty batch (no labelled row)")
     predicted = np.asarray(model.predict(frame[list(schema.features)]))
     truth = frame[schema.target].to_numpy()
     return float(np.mean(predicted.astype(str) == truth.astype(str)))

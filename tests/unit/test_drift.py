@@ -474,10 +474,5 @@ def test_performance_out_of_range_raises(accuracy: float, validation: float | No
         detect_performance_drift(accuracy, validation, n=10, floor=0.6, tolerance=0.05)
 
 
-@pytest.mark.xfail(
-    reason="bug: 0.8 - 0.1 == 0.7000000000000001 in floats, so an accuracy exactly at "
-    "validation - tolerance is reported as drift (drift.py, detect_performance_drift)",
-    strict=False,
-)
 def test_performance_decimal_boundary_is_not_drift() -> None:
     assert not detect_performance_drift(0.7, 0.8, n=100, floor=0.6, tolerance=0.1).drift

@@ -87,11 +87,6 @@ def test_decision_to_dict() -> None:
     }
 
 
-@pytest.mark.xfail(
-    reason="bug: 0.76 - 0.75 == 0.010000000000000009 in floats, so a gain exactly equal to "
-    "the margin promotes (promotion.py, decide_promotion: `gain > margin`)",
-    strict=False,
-)
 def test_decimal_gain_equal_to_margin_does_not_promote() -> None:
     # 152/200 vs 150/200 on a 200-row hold-out, IAC_PROMOTION_MARGIN=0.01.
     assert not decide_promotion(152 / 200, 150 / 200, margin=0.01).promote

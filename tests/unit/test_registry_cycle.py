@@ -32,11 +32,11 @@ def _fresh_mlflow_state() -> Iterator[None]:
     test's registry is another model. ``mlflow.set_tracking_uri`` / ``set_experiment`` set
     module globals and the ``MLFLOW_TRACKING_URI`` / ``MLFLOW_EXPERIMENT_ID`` variables.
     """
-    registry.load_model.cache_clear()
+    registry._load_model.cache_clear()
     tracking_uri = tracking_utils._tracking_uri
     saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
     yield
-    registry.load_model.cache_clear()
+    registry._load_model.cache_clear()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.tracking.fluent._active_experiment_id = None
     for key, value in saved_env.items():
@@ -137,7 +137,7 @@ def test_concept_drift_scenario(settings: Settings) -> None:
     assert "challenger_accuracy" in retrain_run.data.metrics
     lineage = mlflow.artifacts.load_dict(f"runs:/{first.outcome['run_id']}/lineage.json")
     assert lineage["training_batch_ids"] == [first.batch_id]
-    model = registry.load_model(champion.uri)
+    model = registry.load_model(champion.uri, settings.mlflow_tracking_uri)
     assert set(model.predict(source.batch(0)[list(source.schema.features)])) <= {0, 1}
 
     # --- cycles 1-3: same concept, no retrain ------------------------------------------

@@ -223,11 +223,6 @@ def test_replay_without_feature_names_the_path_setting(tmp_path: Path) -> None:
         _replay(path, categorical=())
 
 
-@pytest.mark.xfail(
-    reason="bug: ReplaySource.batch casts with astype(str), so a missing categorical value "
-    "becomes the category 'nan' and a missing label the class 'nan' (sources.py, batch)",
-    strict=False,
-)
 def test_replay_keeps_missing_categorical_and_target_missing(tmp_path: Path) -> None:
     path = tmp_path / "gaps.csv"
     path.write_text("t,colour,x,label\n0,red,1.0,UP\n1,,2.0,DOWN\n2,blue,3.0,\n")
@@ -236,12 +231,6 @@ def test_replay_keeps_missing_categorical_and_target_missing(tmp_path: Path) -> 
     assert pd.isna(frame["label"].iloc[2])
 
 
-@pytest.mark.xfail(
-    reason="bug: a CSV with a header and no row gives n_batches == 0 and batch() divides by "
-    "zero (sources.py, ReplaySource.batch: divmod(position, self.n_batches))",
-    raises=ZeroDivisionError,
-    strict=False,
-)
 def test_replay_of_an_empty_csv_is_a_config_error_or_exhausted(tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     path.write_text("t,colour,x,label\n")

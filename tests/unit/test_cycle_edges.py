@@ -1,0 +1,32 @@
+"""Edge cases of the cycle's I/O: metric names MLflow accepts, retried persistence."""
+
+from __future__ import annotations
+
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import _validate_metric_name
+
+from ia_continu import cycle
+from ia_continu.settings import Settings
+from ia_continu.storage import repository
+from ia_continu.storage.schema import get_engine
+
+
+def test_metric_key_makes_any_column_name_valid() -> None:
+    for name in ["price (eur)", "a:b", "naïve%", "x" * 400, "ok_name-1.2/3"]:
+        _validate_metric_name(cycle.metric_key(name))
+    assert cycle.metric_key("ok_name-1.2/3") == "ok_name-1.2/3"
+
+
+def test_retried_persist_logs_one_mlflow_run(settings: Settings) -> None:
+    cycle.ingest(settings, "k0")
+    report = cycle.evaluate_drift(cycle.load_drift_inputs(settings), settings)
+    first = cycle.persist_drift_report(settings, report)
+    again = cycle.persist_drift_report(settings, report)
+    assert first == again
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], f"tags.drift_report_id = '{first}'")
+    assert len(runs) == 1
+    stored = repository.get_drift_report(get_engine(settings.resolved_database_url), first)
+    assert stored["mlflow_run_id"] == runs[0].info.run_id
