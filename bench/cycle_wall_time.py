@@ -137,7 +137,11 @@ def mlflow_server(workdir: Path, startup_timeout: float = 180.0) -> Iterator[str
 def clear_caches() -> None:
     """Forget engines (and their migration check) and loaded models, like a new process."""
     get_engine.cache_clear()
-    registry.load_model.cache_clear()
+    # The model cache lives on ``load_model`` or on a private helper, depending on version.
+    for function in (registry.load_model, getattr(registry, "_load_model", None)):
+        cache_clear = getattr(function, "cache_clear", None)
+        if callable(cache_clear):
+            cache_clear()
 
 
 def run_cycle(settings: Settings) -> dict[str, Any]:

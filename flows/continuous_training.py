@@ -29,9 +29,12 @@ def _fmt(value: float | None) -> str:
 
 
 def events(drift: dict[str, Any], outcome: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Notifications worth sending for this cycle (none on a quiet cycle)."""
+    """Notifications worth sending: concept drift, newly appeared data drift, retrain outcome.
+
+    A data drift that persists under the same champion is reported once, not every 30 s.
+    """
     out = []
-    if drift["data_drift"] or drift["concept_drift"]:
+    if drift["concept_drift"] or drift.get("data_drift_new", drift["data_drift"]):
         kinds = [
             k
             for k, on in (("data", drift["data_drift"]), ("concept", drift["concept_drift"]))

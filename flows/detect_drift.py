@@ -19,6 +19,7 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
         "batch_id": report["batch_id"],
         "champion_version": report["champion_version"],
         "data_drift": bool(data.get("drift", False)),
+        "data_drift_new": bool(report.get("data_drift_new", False)),
         "drifted_features": data.get("drifted_features", []),
         "concept_drift": bool(perf.get("drift", False)),
         "champion_accuracy": perf.get("accuracy"),

@@ -57,6 +57,7 @@ class DriftInputs:
     champion: registry.ModelRef | None
     reference: pd.DataFrame | None
     champion_model: Any | None
+    previous_report: dict[str, Any] | None = None
 
 
 def load_drift_inputs(settings: Settings) -> DriftInputs:
@@ -80,7 +81,10 @@ def load_drift_inputs(settings: Settings) -> DriftInputs:
         model = registry.load_model(champion.uri, settings.mlflow_tracking_uri)
         if champion.training_batch_ids:
             reference = repository.load_frame(engine, champion.training_batch_ids)
-    return DriftInputs(source.name, source.schema, ids, current, newest, champion, reference, model)
+    previous = repository.latest_drift_flags(engine, source.name)
+    return DriftInputs(
+        source.name, source.schema, ids, current, newest, champion, reference, model, previous
+    )
 
 
 def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False) -> dict[str, Any]:
@@ -115,9 +119,18 @@ def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False)
         retrain_on_data_drift=settings.retrain_on_data_drift,
         force=force,
     )
+    previous = inputs.previous_report
+    champion_version = inputs.champion.version if inputs.champion else None
+    # Alert on a change of state, not on every cycle of a lasting shift.
+    data_drift_new = bool(data and data.drift) and not (
+        previous is not None
+        and previous["data_drift"]
+        and previous["champion_version"] == champion_version
+    )
     return {
         "id": uuid.uuid4().hex,
         "created_at": datetime.now(UTC).isoformat(),
+        "data_drift_new": data_drift_new,
         "source": inputs.source,
         "batch_id": inputs.current_batch_ids[-1],
         "current_batch_ids": inputs.current_batch_ids,

@@ -185,6 +185,25 @@ def attach_mlflow_run(engine: Engine, report_id: str, run_id: str) -> None:
         session.commit()
 
 
+def latest_drift_flags(engine: Engine, source: str) -> dict[str, Any] | None:
+    """Flags of the newest drift report of ``source`` (None if there is none)."""
+    with Session(engine) as session:
+        row = session.scalars(
+            select(DriftReportRow)
+            .where(DriftReportRow.source == source)
+            .order_by(DriftReportRow.created_at.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        return {
+            "id": row.id,
+            "data_drift": row.data_drift,
+            "concept_drift": row.concept_drift,
+            "champion_version": row.champion_version,
+        }
+
+
 def get_drift_report(engine: Engine, report_id: str) -> dict[str, Any]:
     """The stored report ``report_id`` with its flags.
 

@@ -104,3 +104,6 @@ def test_events_only_on_drift_or_retrain() -> None:
     statuses = [e["status"] for e in events(drifted, outcome)]
     assert statuses == ["drift", "success"]
     assert events(quiet, {**outcome, "promoted": False})[0]["status"] == "warning"
+    lasting = {**quiet, "data_drift": True, "data_drift_new": False}
+    assert events(lasting, None) == []
+    assert events({**lasting, "data_drift_new": True}, None)[0]["status"] == "drift"

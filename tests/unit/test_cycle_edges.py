@@ -30,3 +30,26 @@ def test_retried_persist_logs_one_mlflow_run(settings: Settings) -> None:
     assert len(runs) == 1
     stored = repository.get_drift_report(get_engine(settings.resolved_database_url), first)
     assert stored["mlflow_run_id"] == runs[0].info.run_id
+
+
+def test_lasting_data_drift_is_new_only_once(settings: Settings) -> None:
+    shifted = settings.model_copy(
+        update={"synthetic_mode": "covariate_shift", "synthetic_period_batches": 2}
+    )
+    flags = []
+    for i in range(6):
+        cycle.ingest(shifted, f"k{i}")
+        report = cycle.evaluate_drift(cycle.load_drift_inputs(shifted), shifted)
+        cycle.persist_drift_report(shifted, report)
+        if report["decision"]["retrain"]:
+            window = cycle.load_training_window(shifted)
+            model, decision = cycle.train_and_gate(window, shifted)
+            cycle.record_challenger(
+                shifted, window, model, decision, trigger="bootstrap", drift_report_id=report["id"]
+            )
+        data = report["data_drift"]
+        flags.append((bool(data and data["drift"]), report["data_drift_new"]))
+    # Positions 2-3 are shifted (period 1 of 2 batches); 4-5 are not.
+    assert flags[2] == (True, True)
+    assert flags[3] == (True, False)
+    assert not flags[4][0] and not flags[4][1]
