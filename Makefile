@@ -29,7 +29,7 @@ help: ## Show this help
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip sync -q -p $(PY) requirements/lock.txt
+	$(VENV)/bin/uv pip sync -q --compile-bytecode -p $(PY) requirements/lock.txt
 	$(VENV)/bin/uv pip install -q -p $(PY) --no-deps -e .
 	@touch $@
 

@@ -20,6 +20,7 @@ Usage: ``.venv/bin/python -m bench.cycle_wall_time [--cycles 60] [--cold-caches]
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import signal
@@ -227,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Start the server, run the cycles, print tables, write JSON, stop the server."""
     args = parse_args(argv)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="iac-bench-cycle-"))
     cycles: list[dict[str, Any]] = []
     started = time.perf_counter()

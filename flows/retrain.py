@@ -39,7 +39,7 @@ def retrain(trigger: str = "manual", drift_report_id: str | None = None) -> Any:
         logger.warning(message)
         return Completed(name="Skipped", message=message)
     logger.info(
-        "challenger %.3f vs champion %s: %s -> %s",
+        "challenger %s vs champion %s: %s -> %s",
         outcome["challenger_accuracy"],
         outcome["champion_accuracy"],
         outcome["reason"],

@@ -249,16 +249,35 @@ def load_training_window(settings: Settings) -> TrainingWindow:
 def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dict[str, Any]]:
     """Train a challenger, score it and the champion on the same held-out rows, gate (pure).
 
+    A window that cannot be trained on (a single class, no labelled row) is a rejected
+    challenger, not a failure: the champion keeps serving.
+
     Returns:
-        ``(challenger_model, decision_dict)``.
+        ``(challenger_model or None, decision_dict)``.
+
+    Raises:
+        ValueError: the window cannot be trained on and there is no champion to keep.
     """
-    challenger = train(window.train, window.schema, settings.estimator, settings.estimator_params)
-    challenger_acc = accuracy(challenger, window.holdout, window.schema)
     champion_acc = (
         accuracy(window.champion_model, window.holdout, window.schema)
         if window.champion_model is not None
         else None
     )
+    try:
+        challenger = train(
+            window.train, window.schema, settings.estimator, settings.estimator_params
+        )
+    except ValueError as exc:
+        if champion_acc is None:
+            raise
+        return None, {
+            "promote": False,
+            "challenger_accuracy": None,
+            "champion_accuracy": champion_acc,
+            "margin": settings.promotion_margin,
+            "reason": f"no challenger: {exc}",
+        }
+    challenger_acc = accuracy(challenger, window.holdout, window.schema)
     decision = decide_promotion(challenger_acc, champion_acc, settings.promotion_margin)
     return challenger, decision.to_dict()
 
@@ -274,11 +293,27 @@ def record_challenger(
 ) -> dict[str, Any]:
     """Log the challenger run to MLflow; if the gate passed, register and promote it (I/O).
 
+    A rejected challenger leaves the champion and its validation accuracy as they are:
+    while performance drift lasts, the next cycles keep looking for a better challenger
+    (re-baselining on rejection was measured: -0.9 accuracy points on Elec2).
+
     Returns:
         ``{"promoted", "version", "previous_version", "run_id", "challenger_accuracy",
         "champion_accuracy", "reason", "trigger", "drift_report_id"}``.
     """
     mlflow_client = registry.client(settings.mlflow_tracking_uri)
+    if challenger is None:
+        return {
+            "promoted": False,
+            "version": None,
+            "previous_version": window.champion.version if window.champion else None,
+            "run_id": None,
+            "challenger_accuracy": None,
+            "champion_accuracy": decision["champion_accuracy"],
+            "reason": decision["reason"],
+            "trigger": trigger,
+            "drift_report_id": drift_report_id,
+        }
     features = list(window.schema.features)
     lineage = {
         "source": window.source,
@@ -287,7 +322,7 @@ def record_challenger(
         "train_rows": len(window.train),
         "holdout_rows": len(window.holdout),
     }
-    metrics = {"challenger_accuracy": decision["challenger_accuracy"]}
+    metrics: dict[str, float] = {"challenger_accuracy": decision["challenger_accuracy"]}
     if decision["champion_accuracy"] is not None:
         metrics["champion_accuracy"] = decision["champion_accuracy"]
     tags = {

@@ -53,3 +53,44 @@ def test_lasting_data_drift_is_new_only_once(settings: Settings) -> None:
     assert flags[2] == (True, True)
     assert flags[3] == (True, False)
     assert not flags[4][0] and not flags[4][1]
+
+
+def test_single_class_window_rejects_the_challenger_and_keeps_the_champion(
+    settings: Settings,
+) -> None:
+    import pandas as pd
+    import pytest
+
+    from ia_continu import registry
+    from ia_continu.sources import SyntheticSource
+    from ia_continu.training import train
+
+    source = SyntheticSource(batch_size=200)
+    champion_model = train(source.batch(0), source.schema)
+    one_class = source.batch(1).assign(target=1).assign(batch_id=1)
+    holdout = source.batch(2).assign(batch_id=2)
+    window = cycle.TrainingWindow(
+        source=source.name,
+        schema=source.schema,
+        train=one_class,
+        holdout=holdout,
+        training_batch_ids=[1],
+        holdout_batch_id=2,
+        champion=registry.ModelRef("m", 1, None, 0.9, [0]),
+        champion_model=champion_model,
+    )
+    challenger, decision = cycle.train_and_gate(window, settings)
+    assert challenger is None and not decision["promote"]
+    assert "single class" in decision["reason"]
+    assert decision["champion_accuracy"] > 0.8
+    outcome = cycle.record_challenger(
+        settings, window, None, decision, trigger="drift", drift_report_id=None
+    )
+    assert not outcome["promoted"] and outcome["run_id"] is None
+
+    no_champion = cycle.TrainingWindow(
+        source.name, source.schema, one_class, holdout, [1], 2, None, None
+    )
+    with pytest.raises(ValueError, match="single class"):
+        cycle.train_and_gate(no_champion, settings)
+    assert isinstance(holdout, pd.DataFrame)
