@@ -42,12 +42,14 @@ demo: install ## Run the loop: Prefect server, MLflow, process pool, deployments
 	honcho -f infra/local/Procfile -d . start
 
 test: install ## Run the test suite (unit, flow and integration tests; real servers on 127.0.0.1)
+	infra/scripts/ensure-test-deps.sh
 	$(PY) -m pytest -m "not docker and not browser"
 
 test-unit: install ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit tests/notify
 
-test-integration: install ## Integration tests only (real Prefect + MLflow servers)
+test-integration: install ## Integration tests only (real Prefect, MLflow, PostgreSQL servers)
+	infra/scripts/ensure-test-deps.sh
 	$(PY) -m pytest -m integration
 
 lint: install ## ruff check, ruff format --check, mypy

@@ -124,3 +124,54 @@ def prefect_and_mlflow(home: Path) -> Iterator[Stack]:
     finally:
         for proc in procs:
             stop(proc)
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 (a free port); yields its SQLAlchemy URL.
+
+    Uses Debian's server binaries (``infra/scripts/ensure-test-deps.sh`` installs them).
+    As root, initdb and postgres must run as the ``postgres`` user, who cannot enter
+    pytest's private temp dirs: the cluster lives in its own temp dir, removed afterwards.
+    """
+    import glob
+    import shutil
+    import tempfile
+
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not binaries:
+        import pytest
+
+        pytest.skip("PostgreSQL server binaries missing: apt-get install postgresql")
+    bin_dir = Path(binaries[-1])
+    home = Path(tempfile.mkdtemp(prefix="iac-pg-"))
+    data = home / "pgdata"
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    pg_ctl = [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data)]
+    try:
+        subprocess.run(
+            [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+            check=True,
+            capture_output=True,
+        )
+        port = free_port()
+        subprocess.run(
+            [
+                *pg_ctl,
+                "-l",
+                str(home / "postgres.log"),
+                "-w",
+                "start",
+                "-o",
+                f"-p {port} -k {home} -c listen_addresses=127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], check=False, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,72 @@
+"""The project database on a real PostgreSQL server: migrations, exactly-once ingest, JSON."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import inspect, text
+
+from ia_continu.sources import ReplaySource, SyntheticSource
+from ia_continu.storage import repository
+from ia_continu.storage.schema import get_engine
+from tests.utils.servers import postgres
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with postgres() as url:
+        yield url
+
+
+def test_alembic_creates_the_schema_on_postgres(pg_url: str) -> None:
+    engine = get_engine(pg_url)
+    assert {"batches", "drift_reports", "alembic_version"} <= set(inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        assert conn.scalar(text("select version_num from alembic_version")) == "0001"
+
+
+def test_ingest_is_exactly_once_on_postgres(pg_url: str) -> None:
+    engine = get_engine(pg_url)
+    source = SyntheticSource(batch_size=50, seed=7)
+    first = repository.ingest_next(engine, source, "run-a")
+    again = repository.ingest_next(engine, source, "run-a")
+    second = repository.ingest_next(engine, source, "run-b")
+    assert (first.id, first.created) == (again.id, True) and not again.created
+    assert second.position == first.position + 1
+    frame = repository.load_frame(engine, [first.id])
+    expected = source.batch(first.position)
+    pd.testing.assert_frame_equal(frame.drop(columns="batch_id"), expected, check_dtype=False)
+
+
+def test_missing_values_round_trip_as_null_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    csv = tmp_path / "gaps.csv"
+    csv.write_text("t,colour,x,label\n0,red,1.5,UP\n1,,,DOWN\n")
+    source = ReplaySource(csv, target="label", time_column="t", categorical=("colour",))
+    engine = get_engine(pg_url)
+    info = repository.ingest_next(engine, source, "gaps")
+    frame = repository.load_frame(engine, [info.id])
+    assert frame["x"].iloc[0] == 1.5 and (
+        frame["x"].iloc[1] is None or math.isnan(frame["x"].iloc[1])
+    )
+    assert pd.isna(frame["colour"].iloc[1])
+    report_id = repository.save_drift_report(
+        engine,
+        source=source.name,
+        batch_id=info.id,
+        champion_version=None,
+        data_drift=False,
+        concept_drift=False,
+        retrain=True,
+        report={"nested": {"values": [1, 2.5, None]}},
+    )
+    assert repository.get_drift_report(engine, report_id)["report"]["nested"]["values"] == [
+        1,
+        2.5,
+        None,
+    ]
