@@ -209,17 +209,31 @@ def step_never(_s: Stream, _t: int, _c: Settings, champion: Champion, _r: Policy
     return champion
 
 
+def _challenge(
+    stream: Stream, t: int, settings: Settings, champion: Champion, result: PolicyResult
+) -> tuple[cycle.TrainingWindow, Any, dict[str, Any]] | None:
+    """``cycle.train_and_gate`` on the flows' window ending at ``t``, counted as a retrain.
+
+    None when no challenger could be trained (a single-class window): the flows then
+    keep the champion, and the benchmark counts a failed training.
+    """
+    window = training_window(stream, t, settings, champion)
+    result.retrains += 1
+    challenger, decision = cycle.train_and_gate(window, settings)
+    if challenger is None:
+        result.failed_trainings += 1
+        return None
+    return window, challenger, decision
+
+
 def step_every_batch(
     stream: Stream, t: int, settings: Settings, champion: Champion, result: PolicyResult
 ) -> Champion:
     """Train on the flows' window ending at ``t`` and promote unconditionally."""
-    window = training_window(stream, t, settings, champion)
-    result.retrains += 1
-    try:
-        challenger, decision = cycle.train_and_gate(window, settings)
-    except ValueError:  # a single-class window: the flow's retrain task fails
-        result.failed_trainings += 1
+    challenge = _challenge(stream, t, settings, champion, result)
+    if challenge is None:
         return champion
+    window, challenger, decision = challenge
     result.promotions += 1
     promoted = record(window, challenger, {**decision, "promote": True}, champion)
     assert promoted is not None
@@ -253,13 +267,10 @@ def step_on_drift(
     result.concept_drift_cycles += bool(report["performance"] and report["performance"]["drift"])
     if not report["decision"]["retrain"]:
         return champion
-    window = training_window(stream, t, settings, champion)
-    result.retrains += 1
-    try:
-        challenger, decision = cycle.train_and_gate(window, settings)
-    except ValueError:  # a single-class window: the flow's retrain task fails
-        result.failed_trainings += 1
+    challenge = _challenge(stream, t, settings, champion, result)
+    if challenge is None:
         return champion
+    window, challenger, decision = challenge
     result.promotions += bool(decision["promote"])
     new = record(window, challenger, decision, champion)
     assert new is not None
