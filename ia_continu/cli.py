@@ -3,36 +3,98 @@
 ia-continu check      validate IAC_* settings and print them (secrets masked)
 ia-continu migrate    upgrade the project database to the newest Alembic revision
 ia-continu rollback   point ``champion`` back at ``previous`` in the MLflow registry
+ia-continu token create NAME [--expires-in-days N] | token list | token revoke NAME
+                      bearer tokens of the prediction API (stored hashed)
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from ia_continu.settings import Settings, get_settings
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 def settings_or_exit() -> Settings:
     """Settings from the environment, or exit 2 with one line per bad ``IAC_*`` variable."""
+    return validated_or_exit(get_settings, "IAC_")
+
+
+def validated_or_exit(factory: Callable[[], SettingsT], prefix: str) -> SettingsT:
+    """Settings from ``factory``, or exit 2 with one line per bad variable (``prefix`` + name)."""
     try:
-        return get_settings()
+        return factory()
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"]) or "settings"
-            lines.append(f"  IAC_{field.upper()}: {error['msg']}")
+            lines.append(f"  {prefix}{field.upper()}: {error['msg']}")
         print("invalid configuration:\n" + "\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None
 
 
+def _token_command(args: argparse.Namespace, database_url: str) -> int:
+    from ia_continu import tokens
+    from ia_continu.storage.schema import get_engine
+
+    engine = get_engine(database_url)
+    if args.action == "create":
+        expires = timedelta(days=args.expires_in_days) if args.expires_in_days else None
+        try:
+            info, plaintext = tokens.create_token(engine, args.name, expires)
+        except ValueError as exc:
+            print(f"token not created: {exc}", file=sys.stderr)
+            return 1
+        expiry = info.expires_at.isoformat(timespec="seconds") if info.expires_at else "never"
+        print(f"created token {info.name!r} (id {info.id}, expires {expiry}); shown once:")
+        print(plaintext)
+        return 0
+    if args.action == "list":
+        print(f"{'ID':<10}{'NAME':<30}{'STATE':<10}{'CREATED':<27}EXPIRES")
+        for info in tokens.list_tokens(engine):
+            expiry = info.expires_at.isoformat(timespec="seconds") if info.expires_at else "never"
+            created = info.created_at.isoformat(timespec="seconds")
+            print(f"{info.id:<10}{info.name:<30}{info.state():<10}{created:<27}{expiry}")
+        return 0
+    try:
+        info = tokens.revoke_token(engine, args.name)
+    except LookupError as exc:
+        print(f"token not revoked: {exc}", file=sys.stderr)
+        return 1
+    print(f"revoked token {info.name!r} (id {info.id})")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ia-continu", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("check", help="validate IAC_* settings and print them")
+    commands.add_parser("migrate", help="upgrade the project database")
+    commands.add_parser("rollback", help="point champion back at previous")
+    token = commands.add_parser("token", help="API bearer tokens")
+    actions = token.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a token (printed once)")
+    create.add_argument("name")
+    create.add_argument(
+        "--expires-in-days", type=float, default=None, help="lifetime; default: never expires"
+    )
+    actions.add_parser("list", help="list tokens (never their secrets)")
+    revoke = actions.add_parser("revoke", help="revoke a token by name or id")
+    revoke.add_argument("name", help="token name or id")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ia-continu`` command; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="ia-continu", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["check", "migrate", "rollback"])
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     settings = settings_or_exit()
     if args.command == "check":
         for name, value in settings.model_dump().items():
@@ -44,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         get_engine(settings.resolved_database_url)
         print(f"database at Alembic head: {settings.resolved_database_url}")
         return 0
+    if args.command == "token":
+        return _token_command(args, settings.resolved_database_url)
     from ia_continu import registry
 
     try:

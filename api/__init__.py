@@ -1,0 +1,1 @@
+"""IA Continu prediction API: serves the MLflow ``champion``; never trains, never imports Prefect."""

@@ -1,0 +1,163 @@
+"""``POST /predict`` and ``POST /predict/batch``: predictions from the served champion."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from pydantic_core import to_json
+
+from api import metrics
+from api.deps import ApiSettingsDep, PredictionLogDep, ServedModelDep, TokenDep
+from api.middleware import REQUEST_ID
+from api.schemas import BatchPredictionResponse, ErrorMessage, PredictionResponse
+from api.settings import ApiSettings
+from ia_continu.serving.champion import NonFiniteOutput, ServedModel
+from ia_continu.serving.prediction_log import PredictionLog, PredictionRecord
+
+router = APIRouter(prefix="/predict", tags=["predict"])
+
+MAX_ERRORS = 50  # a 10,000-row batch with one bad column must not answer 10,000 errors
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorMessage, "description": "Missing, invalid, expired or revoked token."},
+    503: {"model": ErrorMessage, "description": "No model loaded yet."},
+}
+
+
+def _parse(validate: Callable[[bytes], list[dict[str, Any]]], body: bytes) -> list[dict[str, Any]]:
+    try:
+        return validate(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [_public(e) for e in exc.errors(include_url=False)[:MAX_ERRORS]]
+        ) from None
+
+
+def _public(error: Any) -> dict[str, Any]:
+    """A pydantic error made safe to answer: JSON-encodable, no echo of a whole batch."""
+    value = error.get("input")
+    if isinstance(value, float) and not math.isfinite(value):
+        value = str(value)
+    elif isinstance(value, (list, dict)):
+        value = None  # e.g. an over-size batch: do not send 10,000 rows back
+    public = {"type": error["type"], "loc": ("body", *error["loc"]), "msg": error["msg"]}
+    public["input"] = value
+    if "ctx" in error:
+        public["ctx"] = {
+            k: v if isinstance(v, (str, int, bool)) else str(v) for k, v in error["ctx"].items()
+        }
+    return public
+
+
+async def _predict(
+    served: ServedModel,
+    rows: list[dict[str, Any]],
+    settings: ApiSettings,
+    log: PredictionLog | None,
+    row_loc: tuple[str, ...],
+) -> tuple[list[Any], list[float] | None]:
+    arrays = served.validator.arrays(rows)
+    try:
+        if len(rows) >= settings.offload_rows:
+            labels, probabilities = await asyncio.to_thread(served.predict, arrays)
+        else:
+            labels, probabilities = served.predict(arrays)
+    except NonFiniteOutput as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", *row_loc, *([i] if row_loc else [])),
+                    "msg": "the model gives no finite probability for this row: "
+                    "values far outside the training range",
+                    "input": None,
+                }
+                for i in exc.rows[:MAX_ERRORS]
+            ]
+        ) from None
+    for label, count in Counter(labels).items():
+        metrics.PREDICTIONS.labels(str(label), str(served.version)).inc(count)
+    if log is not None:
+        log.offer(
+            PredictionRecord(
+                created_at=datetime.now(UTC),
+                request_id=REQUEST_ID.get(),
+                model_name=served.name,
+                model_version=served.version,
+                rows=rows,
+                labels=labels,
+                probabilities=probabilities,
+            )
+        )
+    return labels, probabilities
+
+
+_ROW_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InputRow"}}},
+}
+_BATCH_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InputBatch"}}},
+}
+
+
+@router.post(
+    "",
+    response_model=PredictionResponse,
+    responses=_ERRORS,
+    openapi_extra={"requestBody": _ROW_BODY},
+)
+async def predict_one(
+    request: Request,
+    _token: TokenDep,
+    served: ServedModelDep,
+    settings: ApiSettingsDep,
+    log: PredictionLogDep,
+) -> Response:
+    """Predict the class of one row: a JSON object with exactly the model's input columns."""
+    rows = _parse(served.validator.validate_row, await request.body())
+    labels, probabilities = await _predict(served, rows, settings, log, ())
+    body = {
+        "prediction": labels[0],
+        "probability": probabilities[0] if probabilities is not None else None,
+        "model_name": served.name,
+        "model_version": served.version,
+        "request_id": REQUEST_ID.get(),
+    }
+    return Response(to_json(body), media_type="application/json")
+
+
+@router.post(
+    "/batch",
+    response_model=BatchPredictionResponse,
+    responses=_ERRORS,
+    openapi_extra={"requestBody": _BATCH_BODY},
+)
+async def predict_batch(
+    request: Request,
+    _token: TokenDep,
+    served: ServedModelDep,
+    settings: ApiSettingsDep,
+    log: PredictionLogDep,
+) -> Response:
+    """Predict a batch ``{"rows": [row, ...]}`` (1 to IAC_API_MAX_BATCH_ROWS rows), in order."""
+    rows = _parse(served.validator.validate_batch, await request.body())
+    labels, probabilities = await _predict(served, rows, settings, log, ("rows",))
+    probs = probabilities if probabilities is not None else [None] * len(labels)
+    body = {
+        "predictions": [
+            {"prediction": label, "probability": p} for label, p in zip(labels, probs, strict=True)
+        ],
+        "model_name": served.name,
+        "model_version": served.version,
+        "request_id": REQUEST_ID.get(),
+    }
+    return Response(to_json(body), media_type="application/json")

@@ -1,0 +1,245 @@
+"""The champion being served and its hot reload.
+
+:class:`ChampionWatcher` polls the registry alias (one cheap call), and when it points
+at another version loads that version by its pinned URI, warms it on its input
+example, and swaps a single reference. A request reads that reference once, so it
+finishes on the model it started with; a failed load or an unreachable registry
+leaves the last good model serving.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import mlflow
+import mlflow.artifacts
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+from loguru import logger
+from mlflow.models import Model
+
+from ia_continu import registry
+from ia_continu.serving.onnx_runtime import OnnxPredictor, compile_onnx
+from ia_continu.serving.signature import SignatureValidator
+
+
+class NonFiniteOutput(ValueError):
+    """The model gave no finite probability for some rows (inputs far out of range)."""
+
+    def __init__(self, rows: list[int]):
+        super().__init__(f"no finite probability for rows {rows[:10]}")
+        self.rows = rows
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded registered model version, ready to predict."""
+
+    name: str
+    version: int
+    alias: str
+    model: Any
+    validator: SignatureValidator
+    run_id: str | None
+    trained_at: datetime | None
+    metrics: dict[str, float]
+    signature: dict[str, Any]
+    onnx: OnnxPredictor | None = None
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def runtime(self) -> str:
+        """``onnxruntime`` when the converted pipeline serves, else ``scikit-learn``."""
+        return "onnxruntime" if self.onnx is not None else "scikit-learn"
+
+    def predict(self, arrays: dict[str, np.ndarray]) -> tuple[list[Any], list[float] | None]:
+        """Predicted class and its probability for each row.
+
+        Args:
+            arrays: one array per input column (:meth:`SignatureValidator.arrays`).
+
+        Returns:
+            ``(labels, probabilities)``; probabilities is None for a model without
+            ``predict_proba``. Labels are plain Python values (str, int, float, bool).
+
+        Raises:
+            NonFiniteOutput: some rows got NaN/inf probabilities.
+        """
+        with np.errstate(all="ignore"):
+            if self.onnx is not None:
+                proba = self.onnx.predict_proba(arrays)
+            elif hasattr(self.model, "predict_proba"):
+                proba = np.asarray(
+                    self.model.predict_proba(self.validator.frame(arrays)), dtype=float
+                )
+            else:
+                return np.asarray(self.model.predict(self.validator.frame(arrays))).tolist(), None
+        best = proba.argmax(axis=1)
+        chosen = proba[np.arange(len(best)), best]
+        bad = ~np.isfinite(proba).all(axis=1)
+        if bad.any():
+            raise NonFiniteOutput(np.flatnonzero(bad).tolist())
+        labels = np.asarray(self.model.classes_)[best].tolist()
+        return labels, chosen.tolist()
+
+
+def load_served_model(
+    tracking_uri: str,
+    name: str,
+    version: int,
+    alias: str,
+    max_batch_rows: int,
+    use_onnx: bool = True,
+) -> ServedModel:
+    """Download ``models:/name/version``, load it and warm it on its input example.
+
+    With ``use_onnx``, a linear pipeline is also converted to ONNX and served by
+    onnxruntime when it reproduces scikit-learn on the input example
+    (:mod:`ia_continu.serving.onnx_runtime`).
+
+    Raises:
+        mlflow.exceptions.MlflowException: registry or artifact store failure.
+        ia_continu.serving.signature.UnsupportedSignature: no usable input signature.
+    """
+    mlflow_client = registry.client(tracking_uri)
+    details = mlflow_client.get_model_version(name, str(version))
+    run = mlflow_client.get_run(details.run_id) if details.run_id else None
+    with tempfile.TemporaryDirectory(prefix="iac-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=tmp
+        )
+        meta = Model.load(local)
+        validator = SignatureValidator(meta.signature, max_batch_rows)
+        model = mlflow.sklearn.load_model(local)
+        example = meta.load_input_example(local)
+    served = ServedModel(
+        name=name,
+        version=version,
+        alias=alias,
+        model=model,
+        validator=validator,
+        run_id=details.run_id,
+        trained_at=(
+            datetime.fromtimestamp(run.info.start_time / 1000, UTC)
+            if run is not None and run.info.start_time
+            else None
+        ),
+        metrics=dict(run.data.metrics) if run is not None else {},
+        signature=meta.signature.to_dict() if meta.signature else {},
+    )
+    if isinstance(example, pd.DataFrame) and not example.empty:
+        check = validator.arrays(example.to_dict(orient="records"))
+        if use_onnx:
+            served = replace(served, onnx=compile_onnx(model, validator.columns, check))
+        # First predict pays for lazy imports and allocations; do it before serving.
+        served.predict(check)
+    return served
+
+
+class PollOutcome(StrEnum):
+    """What one poll of the registry did."""
+
+    UNCHANGED = "unchanged"
+    RELOADED = "reloaded"
+    NO_CHAMPION = "no_champion"
+    UNREACHABLE = "unreachable"
+    LOAD_FAILED = "load_failed"
+
+
+Loader = Callable[..., ServedModel]
+
+
+class ChampionWatcher:
+    """Holds the served model and swaps it when the registry alias moves.
+
+    Args:
+        tracking_uri: MLflow tracking/registry URI.
+        name: registered model name.
+        alias: alias to follow (``champion``).
+        max_batch_rows: passed to each model's :class:`SignatureValidator`.
+        loader: how a version is loaded (tests inject failures here).
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        name: str,
+        alias: str = registry.CHAMPION,
+        max_batch_rows: int = 10_000,
+        loader: Loader = load_served_model,
+        use_onnx: bool = True,
+    ):
+        self.tracking_uri = tracking_uri
+        self.name = name
+        self.alias = alias
+        self.max_batch_rows = max_batch_rows
+        self._loader = loader
+        self.use_onnx = use_onnx
+        self.current: ServedModel | None = None
+        self.last_poll_at: datetime | None = None
+        self.last_outcome: PollOutcome | None = None
+        self.last_error: str | None = None
+        self._lock = threading.Lock()  # one poll at a time
+
+    @property
+    def registry_reachable(self) -> bool | None:
+        """False after a poll that could not reach the registry; None before any poll."""
+        if self.last_outcome is None:
+            return None
+        return self.last_outcome is not PollOutcome.UNREACHABLE
+
+    def poll_once(self) -> PollOutcome:
+        """One registry call; loads and swaps if the alias points at a new version.
+
+        Never raises: failures are returned (and logged) and the current model stays.
+        """
+        with self._lock:
+            outcome = self._poll()
+            self.last_outcome = outcome
+            self.last_poll_at = datetime.now(UTC)
+            return outcome
+
+    def _poll(self) -> PollOutcome:
+        try:
+            ref = registry.get_alias(registry.client(self.tracking_uri), self.name, self.alias)
+        except Exception as exc:  # any client failure means "unreachable"
+            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            logger.warning("model registry unreachable, keeping the served model: {}", exc)
+            return PollOutcome.UNREACHABLE
+        if ref is None:
+            self.last_error = f"{self.name!r} has no {self.alias!r} alias"
+            return PollOutcome.NO_CHAMPION
+        if self.current is not None and self.current.version == ref.version:
+            self.last_error = None
+            return PollOutcome.UNCHANGED
+        try:
+            loaded = self._loader(
+                self.tracking_uri,
+                self.name,
+                ref.version,
+                self.alias,
+                self.max_batch_rows,
+                use_onnx=self.use_onnx,
+            )
+        except Exception as exc:  # a bad version must not take serving down
+            self.last_error = f"version {ref.version}: {type(exc).__name__}: {exc}"[:500]
+            logger.error("could not load {} version {}: {}", self.name, ref.version, exc)
+            return PollOutcome.LOAD_FAILED
+        old = self.current
+        self.current = loaded  # the swap: one reference assignment
+        self.last_error = None
+        logger.info(
+            "serving {} version {} with {} (was {})",
+            self.name,
+            loaded.version,
+            loaded.runtime,
+            old.version if old is not None else "none",
+        )
+        return PollOutcome.RELOADED

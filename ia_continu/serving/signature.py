@@ -1,0 +1,141 @@
+"""Request validation that follows the registered model's MLflow signature.
+
+The API accepts exactly the model's input columns (names, types, required or not):
+missing, extra or mistyped columns are rejected with the column at fault, so a new
+champion with a new schema changes the API contract without a code change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, NotRequired
+
+import numpy as np
+import pandas as pd
+from mlflow.models.signature import ModelSignature
+from mlflow.types import DataType
+from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter
+
+# pydantic needs typing_extensions.TypedDict on Python < 3.12.
+from typing_extensions import TypedDict
+
+# Finite numbers only: NaN/Infinity are valid JSON extensions but poison a model.
+_Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+_PYTHON_TYPES: dict[DataType, Any] = {
+    DataType.double: _Number,
+    DataType.float: _Number,
+    DataType.long: StrictInt,
+    DataType.integer: StrictInt,
+    DataType.string: StrictStr,
+    DataType.boolean: StrictBool,
+}
+_DTYPES: dict[DataType, str] = {
+    DataType.double: "float64",
+    DataType.float: "float32",
+    DataType.long: "int64",
+    DataType.integer: "int32",
+    DataType.string: "object",
+    DataType.boolean: "bool",
+}
+
+
+class UnsupportedSignature(ValueError):
+    """The model's signature cannot be served (no column names, or an unsupported type)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One input column of a model signature."""
+
+    name: str
+    type: DataType
+    required: bool
+
+
+class SignatureValidator:
+    """Validates JSON request bodies against a model signature and builds model input.
+
+    Args:
+        signature: the registered version's MLflow signature (column-based inputs).
+        max_batch_rows: largest accepted batch.
+
+    Raises:
+        UnsupportedSignature: tensor-based or unnamed inputs, or a column type other
+            than double, float, long, integer, string or boolean.
+    """
+
+    def __init__(self, signature: ModelSignature | None, max_batch_rows: int):
+        if signature is None or signature.inputs is None or not signature.inputs.has_input_names():
+            raise UnsupportedSignature("the model has no column-based input signature")
+        columns = []
+        for spec in signature.inputs.inputs:
+            kind = getattr(spec, "type", None)
+            if kind not in _PYTHON_TYPES:
+                raise UnsupportedSignature(f"column {spec.name!r}: unsupported type {kind}")
+            columns.append(Column(str(spec.name), kind, bool(spec.required)))
+        self.columns: tuple[Column, ...] = tuple(columns)
+        self.max_batch_rows = max_batch_rows
+        fields = {
+            c.name: _PYTHON_TYPES[c.type] if c.required else NotRequired[_PYTHON_TYPES[c.type]]
+            for c in self.columns
+        }
+        # Column names are only known at run time (and need not be identifiers), so the
+        # TypedDicts are built with the functional form.
+        typed_dict: Any = TypedDict
+        row = typed_dict("Row", fields)
+        row.__pydantic_config__ = ConfigDict(extra="forbid")
+        size = Field(min_length=1, max_length=max_batch_rows)
+        batch = typed_dict("Batch", {"rows": Annotated[list[row], size]})  # type: ignore[valid-type]
+        batch.__pydantic_config__ = ConfigDict(extra="forbid")
+        self._row: TypeAdapter[dict[str, Any]] = TypeAdapter(row)
+        self._batch: TypeAdapter[dict[str, Any]] = TypeAdapter(batch)
+
+    def row_json_schema(self) -> dict[str, Any]:
+        """JSON Schema of one input row (for the OpenAPI document)."""
+        return self._row.json_schema()
+
+    def batch_json_schema(self, ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+        """JSON Schema of a batch body ``{"rows": [row, ...]}``."""
+        return self._batch.json_schema(ref_template=ref_template)
+
+    def validate_row(self, body: bytes) -> list[dict[str, Any]]:
+        """Parse one row (a JSON object); returns it as a one-row list.
+
+        Raises:
+            pydantic.ValidationError: not JSON, not an object, or a column at fault;
+                ``loc`` names the column.
+        """
+        return [self._row.validate_json(body)]
+
+    def validate_batch(self, body: bytes) -> list[dict[str, Any]]:
+        """Parse ``{"rows": [...]}`` with 1..``max_batch_rows`` rows.
+
+        Raises:
+            pydantic.ValidationError: ``loc`` is ``("rows", index, column)`` for a bad
+                cell, ``("rows",)`` for an empty or over-size batch.
+        """
+        rows: list[dict[str, Any]] = self._batch.validate_json(body)["rows"]
+        return rows
+
+    def arrays(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """Validated rows as one 1-D array per column, in signature order and dtypes.
+
+        An optional column with missing values becomes an object array holding None.
+        """
+        data: dict[str, np.ndarray] = {}
+        for c in self.columns:
+            values = [row.get(c.name) for row in rows]
+            if c.required or all(v is not None for v in values):
+                data[c.name] = np.asarray(values, dtype=_DTYPES[c.type])
+            else:
+                data[c.name] = np.asarray(values, dtype=object)
+        return data
+
+    def frame(self, arrays: dict[str, np.ndarray]) -> pd.DataFrame:
+        """Column arrays (from :meth:`arrays`) as a DataFrame, without copying."""
+        return pd.DataFrame(arrays, copy=False)
+
+    def as_dict(self) -> list[dict[str, Any]]:
+        """The input columns as JSON (name, MLflow type, required)."""
+        return [{"name": c.name, "type": c.type.name, "required": c.required} for c in self.columns]

@@ -1,0 +1,127 @@
+"""GET /metrics parses as Prometheus exposition; the prediction log lands in the database
+off the request path, counting drops and failures instead of blocking."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+
+from ia_continu.serving.prediction_log import PredictionLog, PredictionRecord, load_predictions
+from ia_continu.storage.schema import get_engine
+from tests.api.conftest import AppFactory, Registry
+from tests.utils.models import elec2_rows
+
+ROWS = elec2_rows(20)
+
+
+def _samples(client: TestClient) -> dict[tuple[str, frozenset], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def test_metrics_exposition(open_client: TestClient, registry_with_champion: Registry) -> None:
+    before = _samples(open_client)
+    key = (
+        "iac_api_requests_total",
+        frozenset({"method": "POST", "route": "/predict", "status": "200"}.items()),
+    )
+    for row in ROWS[:3]:
+        assert open_client.post("/predict", json=row).status_code == 200
+    open_client.post("/predict", json={"bad": 1})
+    after = _samples(open_client)
+    assert after[key] - before.get(key, 0) == 3
+    bad = (
+        "iac_api_requests_total",
+        frozenset({"method": "POST", "route": "/predict", "status": "422"}.items()),
+    )
+    assert after[bad] - before.get(bad, 0) == 1
+    latency = (
+        "iac_api_request_duration_seconds_count",
+        frozenset({"method": "POST", "route": "/predict"}.items()),
+    )
+    assert after[latency] - before.get(latency, 0) == 4
+    version = str(registry_with_champion.champion)
+    predicted = sum(
+        v
+        for (name, labels), v in after.items()
+        if name == "iac_api_predictions_total" and dict(labels)["model_version"] == version
+    )
+    assert predicted >= 3
+    model_gauge = (
+        "iac_api_model_version",
+        frozenset({"model_name": registry_with_champion.name}.items()),
+    )
+    assert after[model_gauge] == registry_with_champion.champion
+    assert after[("iac_api_registry_up", frozenset())] == 1
+    assert ("iac_api_model_reloads_total", frozenset()) in after
+    # An unknown path is counted under one label, not one per path (bounded cardinality).
+    open_client.get("/no/such/path/123")
+    unmatched = (
+        "iac_api_requests_total",
+        frozenset({"method": "GET", "route": "unmatched", "status": "404"}.items()),
+    )
+    assert _samples(open_client)[unmatched] >= 1
+
+
+def test_predictions_are_logged_with_inputs_output_and_version(
+    make_app: AppFactory, tmp_path: Path, registry_with_champion: Registry
+) -> None:
+    with TestClient(make_app(auth="disabled", prediction_log_flush_seconds=0.05)) as client:
+        single = client.post("/predict", json=ROWS[0]).json()
+        batch = client.post("/predict/batch", json={"rows": ROWS[1:6]}).json()
+    # Leaving the client ran the lifespan's shutdown, which flushes the queue.
+    engine = get_engine(f"sqlite:///{(tmp_path / 'state' / 'ia_continu.db').resolve()}")
+    frame = load_predictions(engine)
+    assert len(frame) == 6
+    assert frame["model_version"].eq(registry_with_champion.champion).all()
+    assert frame.loc[0, "nswprice"] == ROWS[0]["nswprice"]
+    assert frame.loc[0, "prediction"] == single["prediction"]
+    assert list(frame["prediction"][1:]) == [p["prediction"] for p in batch["predictions"]]
+    assert set(ROWS[0]) <= set(frame.columns)
+
+
+def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
+    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    dropped: list[int] = []
+    log = PredictionLog(engine, max_queued=1, on_dropped=dropped.append)  # writer not started
+    record = PredictionRecord(datetime.now(UTC), "r1", "m", 1, ROWS[:2], ["UP", "DOWN"], [0.7, 0.6])
+    assert log.offer(record) is True
+    start = time.perf_counter()
+    assert log.offer(record) is False
+    assert time.perf_counter() - start < 0.01
+    assert dropped == [2]
+
+
+def test_database_failure_is_counted_and_the_writer_survives(tmp_path: Path) -> None:
+    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    written: list[int] = []
+    failed: list[int] = []
+    log = PredictionLog(
+        engine, flush_seconds=0.05, on_written=written.append, on_failed=failed.append
+    )
+    log.start()
+    record = PredictionRecord(datetime.now(UTC), "r1", "m", 1, ROWS[:3], ["UP"] * 3, None)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE predictions RENAME TO predictions_away"))
+    log.offer(record)
+    deadline = time.monotonic() + 5
+    while not failed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert failed == [3]
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE predictions_away RENAME TO predictions"))
+    log.offer(record)
+    log.close()
+    assert written == [3]
+    assert len(load_predictions(engine)) == 3
