@@ -10,10 +10,12 @@ UV_VERSION := 0.13.8
 # Embedded default: everything on 127.0.0.1, state under .iac/ (delete it to start over).
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
+API_PORT ?= 8000
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export IAC_DATA_DIR ?= $(abspath .iac)
 export IAC_WORK_POOL ?= ia-continu-process
 export IAC_MLFLOW_TRACKING_URI ?= http://127.0.0.1:$(MLFLOW_PORT)
+export IAC_API_PORT ?= $(API_PORT)
 export PREFECT_PORT MLFLOW_PORT
 # No phoning home and no MLflow GenAI job runners (5+ processes) on a 2-core machine.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION ?= false

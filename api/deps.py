@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -17,16 +18,6 @@ from ia_continu.tokens import TokenInfo, TokenVerifier
 async def _watcher(request: Request) -> ChampionWatcher:
     watcher: ChampionWatcher = request.app.state.watcher
     return watcher
-
-
-async def _settings(request: Request) -> ApiSettings:
-    settings: ApiSettings = request.app.state.api_settings
-    return settings
-
-
-async def _prediction_log(request: Request) -> PredictionLog | None:
-    log: PredictionLog | None = request.app.state.prediction_log
-    return log
 
 
 async def _served_model(request: Request) -> ServedModel:
@@ -63,8 +54,24 @@ async def _require_token(request: Request) -> TokenInfo | None:
     return info
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """What a prediction request needs, resolved once: one dependency instead of four
+    (each resolved dependency costs the hot path tens of microseconds)."""
+
+    served: ServedModel
+    settings: ApiSettings
+    log: PredictionLog | None
+    token: TokenInfo | None
+
+
+async def _scoring(request: Request) -> Scoring:
+    """Authenticate first (401 before anything is revealed), then take the served model."""
+    token = await _require_token(request)
+    state = request.app.state
+    return Scoring(await _served_model(request), state.api_settings, state.prediction_log, token)
+
+
 WatcherDep = Annotated[ChampionWatcher, Depends(_watcher)]
-ApiSettingsDep = Annotated[ApiSettings, Depends(_settings)]
-PredictionLogDep = Annotated[PredictionLog | None, Depends(_prediction_log)]
 ServedModelDep = Annotated[ServedModel, Depends(_served_model)]
-TokenDep = Annotated[TokenInfo | None, Depends(_require_token)]
+ScoringDep = Annotated[Scoring, Depends(_scoring)]

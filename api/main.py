@@ -71,6 +71,7 @@ def create_app(
         os.environ.setdefault(
             "MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(api_settings.registry_timeout_seconds) or 1)
         )
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         engine = await asyncio.to_thread(get_engine, settings.resolved_database_url)
         watcher = ChampionWatcher(
             settings.mlflow_tracking_uri,
@@ -132,7 +133,15 @@ def create_app(
         document = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        components = document.setdefault("components", {})
+        components["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Token from `ia-continu token create NAME`.",
+            }
+        }
+        schemas = components.setdefault("schemas", {})
         watcher: ChampionWatcher | None = getattr(app.state, "watcher", None)
         served = watcher.current if watcher is not None else None
         if served is None:

@@ -36,7 +36,11 @@ class ApiSettings(BaseSettings):
     )
     prediction_log: bool = True
     prediction_log_queue: int = Field(10_000, ge=1, description="Requests waiting to be written.")
-    prediction_log_flush_seconds: float = Field(0.5, gt=0)
+    prediction_log_flush_seconds: float = Field(
+        0.2,
+        gt=0,
+        description="Write interval; short intervals keep each write (and its GIL hold) small.",
+    )
     onnx: bool = Field(
         True,
         description="Serve linear pipelines through onnxruntime when the conversion is exact.",

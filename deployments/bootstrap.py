@@ -112,8 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     store_webhook_secret()
     deploy(args.pool)
     ui = api_url.removesuffix("/api")
+    api_port = os.environ.get("IAC_API_PORT", "8000")
     print(
         f"\n  Prefect UI   {ui}\n  MLflow UI    {settings.mlflow_tracking_uri}\n"
+        f"  Predict API  http://127.0.0.1:{api_port}/docs"
+        f"  (token: .venv/bin/ia-continu token create <name>)\n"
         f"  Deployments  continuous_training/continuous-training runs every"
         f" {settings.schedule_interval_seconds} s on pool {args.pool}\n",
         flush=True,

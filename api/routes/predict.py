@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from api import metrics
-from api.deps import ApiSettingsDep, PredictionLogDep, ServedModelDep, TokenDep
+from api.deps import ScoringDep
 from api.middleware import REQUEST_ID
 from api.schemas import BatchPredictionResponse, ErrorMessage, PredictionResponse
 from api.settings import ApiSettings
@@ -87,7 +87,7 @@ async def _predict(
     if log is not None:
         log.offer(
             PredictionRecord(
-                created_at=datetime.now(UTC),
+                created_at=time.time(),
                 request_id=REQUEST_ID.get(),
                 model_name=served.name,
                 model_version=served.version,
@@ -113,18 +113,13 @@ _BATCH_BODY = {
     "",
     response_model=PredictionResponse,
     responses=_ERRORS,
-    openapi_extra={"requestBody": _ROW_BODY},
+    openapi_extra={"requestBody": _ROW_BODY, "security": [{"bearer": []}]},
 )
-async def predict_one(
-    request: Request,
-    _token: TokenDep,
-    served: ServedModelDep,
-    settings: ApiSettingsDep,
-    log: PredictionLogDep,
-) -> Response:
+async def predict_one(request: Request, scoring: ScoringDep) -> Response:
     """Predict the class of one row: a JSON object with exactly the model's input columns."""
+    served = scoring.served
     rows = _parse(served.validator.validate_row, await request.body())
-    labels, probabilities = await _predict(served, rows, settings, log, ())
+    labels, probabilities = await _predict(served, rows, scoring.settings, scoring.log, ())
     body = {
         "prediction": labels[0],
         "probability": probabilities[0] if probabilities is not None else None,
@@ -139,18 +134,13 @@ async def predict_one(
     "/batch",
     response_model=BatchPredictionResponse,
     responses=_ERRORS,
-    openapi_extra={"requestBody": _BATCH_BODY},
+    openapi_extra={"requestBody": _BATCH_BODY, "security": [{"bearer": []}]},
 )
-async def predict_batch(
-    request: Request,
-    _token: TokenDep,
-    served: ServedModelDep,
-    settings: ApiSettingsDep,
-    log: PredictionLogDep,
-) -> Response:
+async def predict_batch(request: Request, scoring: ScoringDep) -> Response:
     """Predict a batch ``{"rows": [row, ...]}`` (1 to IAC_API_MAX_BATCH_ROWS rows), in order."""
+    served = scoring.served
     rows = _parse(served.validator.validate_batch, await request.body())
-    labels, probabilities = await _predict(served, rows, settings, log, ("rows",))
+    labels, probabilities = await _predict(served, rows, scoring.settings, scoring.log, ("rows",))
     probs = probabilities if probabilities is not None else [None] * len(labels)
     body = {
         "predictions": [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -165,6 +166,8 @@ class ChampionWatcher:
         alias: alias to follow (``champion``).
         max_batch_rows: passed to each model's :class:`SignatureValidator`.
         loader: how a version is loaded (tests inject failures here).
+        use_onnx: try the ONNX fast path for each loaded version.
+        retry_failed_after: seconds before a version that failed to load is tried again.
     """
 
     def __init__(
@@ -175,6 +178,7 @@ class ChampionWatcher:
         max_batch_rows: int = 10_000,
         loader: Loader = load_served_model,
         use_onnx: bool = True,
+        retry_failed_after: float = 60.0,
     ):
         self.tracking_uri = tracking_uri
         self.name = name
@@ -182,6 +186,8 @@ class ChampionWatcher:
         self.max_batch_rows = max_batch_rows
         self._loader = loader
         self.use_onnx = use_onnx
+        self.retry_failed_after = retry_failed_after
+        self._failures: dict[int, float] = {}  # version -> monotonic time of its failed load
         self.current: ServedModel | None = None
         self.last_poll_at: datetime | None = None
         self.last_outcome: PollOutcome | None = None
@@ -211,7 +217,8 @@ class ChampionWatcher:
             ref = registry.get_alias(registry.client(self.tracking_uri), self.name, self.alias)
         except Exception as exc:  # any client failure means "unreachable"
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            logger.warning("model registry unreachable, keeping the served model: {}", exc)
+            if self.last_outcome is not PollOutcome.UNREACHABLE:  # log the change, not every poll
+                logger.warning("model registry unreachable, keeping the served model: {}", exc)
             return PollOutcome.UNREACHABLE
         if ref is None:
             self.last_error = f"{self.name!r} has no {self.alias!r} alias"
@@ -219,6 +226,9 @@ class ChampionWatcher:
         if self.current is not None and self.current.version == ref.version:
             self.last_error = None
             return PollOutcome.UNCHANGED
+        failed_at = self._failures.get(ref.version)
+        if failed_at is not None and time.monotonic() - failed_at < self.retry_failed_after:
+            return PollOutcome.LOAD_FAILED  # do not download a broken version every poll
         try:
             loaded = self._loader(
                 self.tracking_uri,
@@ -230,6 +240,7 @@ class ChampionWatcher:
             )
         except Exception as exc:  # a bad version must not take serving down
             self.last_error = f"version {ref.version}: {type(exc).__name__}: {exc}"[:500]
+            self._failures[ref.version] = time.monotonic()
             logger.error("could not load {} version {}: {}", self.name, ref.version, exc)
             return PollOutcome.LOAD_FAILED
         old = self.current

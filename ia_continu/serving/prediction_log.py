@@ -20,9 +20,9 @@ from loguru import logger
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-from ia_continu.storage.tables import PredictionRow
+from ia_continu.storage.tables import PredictionLogRow
 
-PREDICTIONS = PredictionRow.__table__.c.id.table  # the Core Table behind the ORM class
+PREDICTION_LOG = PredictionLogRow.__table__.c.id.table  # the Core Table behind the ORM class
 
 
 def _ignore(_rows: int) -> None:
@@ -31,9 +31,9 @@ def _ignore(_rows: int) -> None:
 
 @dataclass(frozen=True)
 class PredictionRecord:
-    """The predictions of one request (one or many rows)."""
+    """The predictions of one request (one or many rows); ``created_at`` in Unix seconds."""
 
-    created_at: datetime
+    created_at: float
     request_id: str
     model_name: str
     model_version: int
@@ -133,24 +133,30 @@ class PredictionLog:
                 self._write(pending, rows)
 
     def _write(self, records: list[PredictionRecord], n_rows: int) -> None:
-        values = [
-            {
-                "created_at": r.created_at,
-                "request_id": r.request_id,
-                "model_name": r.model_name,
-                "model_version": r.model_version,
-                "features": row,
-                "prediction": str(label),
-                "probability": r.probabilities[i] if r.probabilities is not None else None,
-            }
-            for r in records
-            for i, (row, label) in enumerate(zip(r.rows, r.labels, strict=True))
-        ]
+        first = min(r.created_at for r in records)
+        last = max(r.created_at for r in records)
+        values = {
+            "first_at": datetime.fromtimestamp(first, UTC),
+            "last_at": datetime.fromtimestamp(last, UTC),
+            "n_requests": len(records),
+            "n_rows": n_rows,
+            "records": [
+                [
+                    r.created_at,
+                    r.request_id,
+                    r.model_name,
+                    r.model_version,
+                    r.rows,
+                    r.labels,
+                    r.probabilities,
+                ]
+                for r in records
+            ],
+        }
         try:
-            # Core insert (executemany): about half the cost of the ORM bulk path.
             with self._engine.begin() as connection:
-                connection.execute(insert(PREDICTIONS), values)
-        except Exception as exc:  # the writer thread must survive a DB outage
+                connection.execute(insert(PREDICTION_LOG), values)
+        except Exception as exc:  # the writer thread must survive a database outage
             logger.error("prediction log write of {} rows failed: {}", n_rows, exc)
             self._on_failed(n_rows)
             return
@@ -160,26 +166,38 @@ class PredictionLog:
 def load_predictions(
     engine: Engine, since: datetime | None = None, limit: int = 10_000
 ) -> pd.DataFrame:
-    """Logged predictions, newest ``limit`` (after ``since``), oldest first.
+    """Logged predictions, the newest ``limit`` (made after ``since``), oldest first.
 
     Returns:
         One row per prediction: the input columns, then ``prediction``,
-        ``probability``, ``model_version`` and ``created_at`` (UTC). Empty frame if none.
-        Feeds the drift detection of serving traffic against the reference window.
+        ``probability``, ``model_name``, ``model_version``, ``request_id`` and
+        ``created_at`` (UTC). Empty frame if none. This is the serving traffic the drift
+        detection can compare with the reference window.
     """
-    query = select(PredictionRow).order_by(PredictionRow.id.desc()).limit(limit)
+    query = select(PredictionLogRow.records).order_by(PredictionLogRow.id.desc())
     if since is not None:
-        query = query.where(PredictionRow.created_at > since.astimezone(UTC))
+        query = query.where(PredictionLogRow.last_at > since.astimezone(UTC))
+    after = since.timestamp() if since is not None else float("-inf")
+    expanded: list[dict[str, Any]] = []
     with Session(engine) as session:
-        rows = list(session.scalars(query))[::-1]
-    records = [
-        {
-            **row.features,
-            "prediction": row.prediction,
-            "probability": row.probability,
-            "model_version": row.model_version,
-            "created_at": row.created_at,
-        }
-        for row in rows
-    ]
-    return pd.DataFrame.from_records(records)
+        for records in session.scalars(query):
+            chunk = []
+            for created, request_id, model_name, version, rows, labels, probabilities in records:
+                if created <= after:
+                    continue
+                for i, (row, label) in enumerate(zip(rows, labels, strict=True)):
+                    chunk.append(
+                        {
+                            **row,
+                            "prediction": label,
+                            "probability": probabilities[i] if probabilities else None,
+                            "model_name": model_name,
+                            "model_version": version,
+                            "request_id": request_id,
+                            "created_at": datetime.fromtimestamp(created, UTC),
+                        }
+                    )
+            expanded[:0] = chunk
+            if len(expanded) >= limit:
+                break
+    return pd.DataFrame.from_records(expanded[-limit:] if expanded else [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -67,16 +67,21 @@ class ApiTokenRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class PredictionRow(Base):
-    """One served prediction: inputs, output and the model version that made it."""
+class PredictionLogRow(Base):
+    """Predictions served by the API, one row per write (many requests per row).
 
-    __tablename__ = "predictions"
+    ``records`` holds one entry per request:
+    ``[unix_time_s, request_id, model_name, model_version, rows, labels, probabilities]``
+    where ``rows`` are the input rows (column -> value) and ``probabilities`` may be
+    null. One JSON document per write keeps the API's writer thread cheap (a single
+    encode instead of an ORM row per prediction); ``load_predictions`` expands it.
+    """
+
+    __tablename__ = "prediction_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    request_id: Mapped[str] = mapped_column(String(64))
-    model_name: Mapped[str] = mapped_column(String(200))
-    model_version: Mapped[int] = mapped_column(Integer, index=True)
-    features: Mapped[dict[str, Any]] = mapped_column(JSON)
-    prediction: Mapped[str] = mapped_column(String(200))
-    probability: Mapped[float | None] = mapped_column(Float)
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    n_requests: Mapped[int] = mapped_column(Integer)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    records: Mapped[list[list[Any]]] = mapped_column(JSON)

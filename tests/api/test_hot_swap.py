@@ -123,3 +123,7 @@ def test_a_version_that_fails_to_load_is_not_swapped_in(
     stale = watcher.current
     assert watcher.poll_once() is PollOutcome.LOAD_FAILED
     assert watcher.current is stale and "artifact store unavailable" in (watcher.last_error or "")
+    assert watcher.poll_once() is PollOutcome.LOAD_FAILED
+    assert len(calls) == 2  # the broken version is not downloaded again at every poll
+    watcher.retry_failed_after = 0
+    assert watcher.poll_once() is PollOutcome.LOAD_FAILED and len(calls) == 3

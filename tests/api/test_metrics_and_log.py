@@ -95,7 +95,7 @@ def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
     engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
     dropped: list[int] = []
     log = PredictionLog(engine, max_queued=1, on_dropped=dropped.append)  # writer not started
-    record = PredictionRecord(datetime.now(UTC), "r1", "m", 1, ROWS[:2], ["UP", "DOWN"], [0.7, 0.6])
+    record = PredictionRecord(time.time(), "r1", "m", 1, ROWS[:2], ["UP", "DOWN"], [0.7, 0.6])
     assert log.offer(record) is True
     start = time.perf_counter()
     assert log.offer(record) is False
@@ -111,17 +111,45 @@ def test_database_failure_is_counted_and_the_writer_survives(tmp_path: Path) -> 
         engine, flush_seconds=0.05, on_written=written.append, on_failed=failed.append
     )
     log.start()
-    record = PredictionRecord(datetime.now(UTC), "r1", "m", 1, ROWS[:3], ["UP"] * 3, None)
+    record = PredictionRecord(time.time(), "r1", "m", 1, ROWS[:3], ["UP"] * 3, None)
     with engine.begin() as connection:
-        connection.execute(text("ALTER TABLE predictions RENAME TO predictions_away"))
+        connection.execute(text("ALTER TABLE prediction_log RENAME TO prediction_log_away"))
     log.offer(record)
     deadline = time.monotonic() + 5
     while not failed and time.monotonic() < deadline:
         time.sleep(0.02)
     assert failed == [3]
     with engine.begin() as connection:
-        connection.execute(text("ALTER TABLE predictions_away RENAME TO predictions"))
+        connection.execute(text("ALTER TABLE prediction_log_away RENAME TO prediction_log"))
     log.offer(record)
     log.close()
     assert written == [3]
     assert len(load_predictions(engine)) == 3
+
+
+def test_load_predictions_since_and_limit(tmp_path: Path) -> None:
+    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    log = PredictionLog(engine, flush_seconds=0.01)
+    log.start()
+    t0 = time.time()
+    for i in range(5):  # 5 requests of 2 rows, one second apart
+        log.offer(
+            PredictionRecord(
+                t0 + i,
+                f"r{i}",
+                "m",
+                1 + i // 3,
+                ROWS[2 * i : 2 * i + 2],
+                ["UP", "DOWN"],
+                [0.9, 0.8],
+            )
+        )
+    log.close()
+    frame = load_predictions(engine)
+    assert len(frame) == 10 and list(frame["request_id"][::2]) == ["r0", "r1", "r2", "r3", "r4"]
+    assert list(frame["model_version"].unique()) == [1, 2]
+    newest = load_predictions(engine, limit=3)
+    assert list(newest["request_id"]) == ["r3", "r4", "r4"]
+    since = load_predictions(engine, since=datetime.fromtimestamp(t0 + 2.5, UTC))
+    assert list(since["request_id"].unique()) == ["r3", "r4"]
+    assert load_predictions(get_engine(f"sqlite:///{tmp_path / 'empty.db'}")).empty

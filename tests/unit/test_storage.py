@@ -18,7 +18,7 @@ from ia_continu.storage import repository
 from ia_continu.storage.schema import alembic_config, get_engine, upgrade
 from ia_continu.storage.tables import BatchRow, DriftReportRow
 
-HEAD = "0001"
+HEAD = "0002"
 
 
 @dataclass
@@ -73,7 +73,7 @@ def _alembic_version(engine: Engine) -> list[str]:
 def test_get_engine_creates_schema_at_head(tmp_path: Path, engine: Engine) -> None:
     assert (tmp_path / "db" / "iac.db").is_file()  # parent directory created
     tables = set(inspect(engine).get_table_names())
-    assert {"alembic_version", "batches", "drift_reports"} <= tables
+    assert {"alembic_version", "batches", "drift_reports", "api_tokens", "prediction_log"} <= tables
     assert _alembic_version(engine) == [HEAD]
 
 
@@ -374,3 +374,30 @@ def test_drift_report_needs_an_existing_batch(engine: Engine) -> None:
 
     with pytest.raises(IntegrityError):
         _save_report(engine, batch_id=12345)
+
+
+def test_concurrent_migrations_are_serialised(tmp_path: Path) -> None:
+    """The API, the bootstrap and a worker may all start at once on a fresh database."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    code = "import sys; from ia_continu.storage.schema import get_engine; get_engine(sys.argv[1])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+
+
+def test_migrations_match_the_table_definitions(engine: Engine) -> None:
+    """tables.py and the Alembic revisions describe the same schema (autogenerate finds nothing)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from ia_continu.storage.tables import Base
+
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []

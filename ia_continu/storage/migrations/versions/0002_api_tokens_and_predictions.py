@@ -26,22 +26,18 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name="uq_api_tokens_name"),
     )
     op.create_table(
-        "predictions",
+        "prediction_log",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("request_id", sa.String(64), nullable=False),
-        sa.Column("model_name", sa.String(200), nullable=False),
-        sa.Column("model_version", sa.Integer(), nullable=False),
-        sa.Column("features", sa.JSON(), nullable=False),
-        sa.Column("prediction", sa.String(200), nullable=False),
-        sa.Column("probability", sa.Float(), nullable=True),
+        sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("n_requests", sa.Integer(), nullable=False),
+        sa.Column("n_rows", sa.Integer(), nullable=False),
+        sa.Column("records", sa.JSON(), nullable=False),
     )
-    op.create_index("ix_predictions_created_at", "predictions", ["created_at"])
-    op.create_index("ix_predictions_model_version", "predictions", ["model_version"])
+    op.create_index("ix_prediction_log_last_at", "prediction_log", ["last_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_predictions_model_version", "predictions")
-    op.drop_index("ix_predictions_created_at", "predictions")
-    op.drop_table("predictions")
+    op.drop_index("ix_prediction_log_last_at", "prediction_log")
+    op.drop_table("prediction_log")
     op.drop_table("api_tokens")

@@ -1,0 +1,77 @@
+"""Token storage never keeps a secret; log lines never show one."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from loguru import logger
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ia_continu.logs import configure_logging, redact
+from ia_continu.storage.schema import get_engine
+from ia_continu.storage.tables import ApiTokenRow
+from ia_continu.tokens import TokenVerifier, create_token, list_tokens, revoke_token
+
+
+def test_only_the_hash_is_stored(tmp_path: Path) -> None:
+    engine = get_engine(f"sqlite:///{tmp_path / 't.db'}")
+    info, token = create_token(engine, "robot", timedelta(days=30))
+    secret = token.rsplit("_", 1)[1]
+    with Session(engine) as session:
+        row = session.scalars(select(ApiTokenRow)).one()
+    assert secret not in row.secret_sha256 and len(row.secret_sha256) == 64
+    assert info.expires_at is not None and info.state() == "active"
+    assert [t.name for t in list_tokens(engine)] == ["robot"]
+    revoked = revoke_token(engine, info.id)
+    assert revoked.state() == "revoked"
+    assert revoke_token(engine, "robot").revoked_at == revoked.revoked_at  # idempotent
+    assert TokenVerifier(engine, cache_seconds=0).verify(token) is None
+
+
+def test_bad_lifetimes_and_unknown_tokens(tmp_path: Path) -> None:
+    engine = get_engine(f"sqlite:///{tmp_path / 't.db'}")
+    with pytest.raises(ValueError, match="positive"):
+        create_token(engine, "x", timedelta(0))
+    with pytest.raises(LookupError):
+        revoke_token(engine, "ghost")
+    verifier = TokenVerifier(engine, cache_seconds=60)
+    assert verifier.verify("iac_deadbeef_" + "x" * 43) is None
+    assert verifier.cached("iac_deadbeef_" + "x" * 43) == (True, None)  # unknown ids cached too
+
+
+@pytest.mark.parametrize(
+    ("text", "leak"),
+    [
+        ("Authorization: Bearer abc.def.ghi", "abc.def.ghi"),
+        ("token iac_0123abcd_" + "s" * 43 + " used", "s" * 43),
+        ("post to https://discord.com/api/webhooks/123/SeCrEt-tok", "SeCrEt-tok"),
+        ("db postgresql://iac:hunter2@db:5432/iac", "hunter2"),
+    ],
+)
+def test_redact(text: str, leak: str) -> None:
+    assert leak not in redact(text)
+
+
+def test_log_lines_carry_request_id_and_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    buffer = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", buffer)
+    configure_logging("INFO", json=True)
+    with logger.contextualize(request_id="req-42"):
+        logger.info("calling with Bearer topsecret")
+    logger.info("outside")
+    lines = buffer.getvalue().splitlines()
+    assert '"request_id": "req-42"' in lines[0] and "topsecret" not in lines[0]
+    assert '"request_id": "-"' in lines[1]
+    configure_logging("INFO")
+
+
+def test_api_does_not_import_prefect() -> None:
+    code = "import sys, api.main, api.__main__; print('prefect' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
