@@ -23,6 +23,12 @@ class ApiSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes (set PROMETHEUS_MULTIPROC_DIR if > 1).",
+    )
     alias: str = Field("champion", description="Registry alias the API serves.")
     reload_interval_seconds: float = Field(
         5.0, gt=0, le=3600, description="Seconds between two polls of the alias."
