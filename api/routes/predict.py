@@ -9,18 +9,19 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from pydantic_core import to_json
 
 from api import metrics
-from api.deps import ScoringDep
+from api.deps import Scoring, ScoringDep
 from api.middleware import REQUEST_ID
 from api.schemas import BatchPredictionResponse, ErrorMessage, PredictionResponse
-from api.settings import ApiSettings
 from ia_continu.serving.champion import NonFiniteOutput, ServedModel
-from ia_continu.serving.prediction_log import PredictionLog, PredictionRecord
+from ia_continu.serving.prediction_log import PredictionRecord
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
@@ -34,6 +35,17 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def _parse(validate: Callable[[bytes], list[dict[str, Any]]], body: bytes) -> list[dict[str, Any]]:
     try:
         return validate(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [_public(e) for e in exc.errors(include_url=False)[:MAX_ERRORS]]
+        ) from None
+
+
+def _parse_batch(
+    parse: Callable[[bytes], tuple[list[dict[str, Any]], dict[str, np.ndarray]]], body: bytes
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    try:
+        return parse(body)
     except ValidationError as exc:
         raise RequestValidationError(
             [_public(e) for e in exc.errors(include_url=False)[:MAX_ERRORS]]
@@ -59,13 +71,12 @@ def _public(error: Any) -> dict[str, Any]:
 async def _predict(
     served: ServedModel,
     rows: list[dict[str, Any]],
-    settings: ApiSettings,
-    log: PredictionLog | None,
+    arrays: dict[str, np.ndarray],
+    scoring: Scoring,
     row_loc: tuple[str, ...],
 ) -> tuple[list[Any], list[float] | None]:
-    arrays = served.validator.arrays(rows)
     try:
-        if len(rows) >= settings.offload_rows:
+        if len(rows) >= scoring.settings.offload_rows:
             labels, probabilities = await asyncio.to_thread(served.predict, arrays)
         else:
             labels, probabilities = served.predict(arrays)
@@ -84,8 +95,8 @@ async def _predict(
         ) from None
     for label, count in Counter(labels).items():
         metrics.PREDICTIONS.labels(str(label), str(served.version)).inc(count)
-    if log is not None:
-        log.offer(
+    if scoring.log is not None:
+        scoring.log.offer(
             PredictionRecord(
                 created_at=time.time(),
                 request_id=REQUEST_ID.get(),
@@ -119,7 +130,7 @@ async def predict_one(request: Request, scoring: ScoringDep) -> Response:
     """Predict the class of one row: a JSON object with exactly the model's input columns."""
     served = scoring.served
     rows = _parse(served.validator.validate_row, await request.body())
-    labels, probabilities = await _predict(served, rows, scoring.settings, scoring.log, ())
+    labels, probabilities = await _predict(served, rows, served.validator.arrays(rows), scoring, ())
     body = {
         "prediction": labels[0],
         "probability": probabilities[0] if probabilities is not None else None,
@@ -139,8 +150,8 @@ async def predict_one(request: Request, scoring: ScoringDep) -> Response:
 async def predict_batch(request: Request, scoring: ScoringDep) -> Response:
     """Predict a batch ``{"rows": [row, ...]}`` (1 to IAC_API_MAX_BATCH_ROWS rows), in order."""
     served = scoring.served
-    rows = _parse(served.validator.validate_batch, await request.body())
-    labels, probabilities = await _predict(served, rows, scoring.settings, scoring.log, ("rows",))
+    rows, arrays = _parse_batch(served.validator.parse_batch, await request.body())
+    labels, probabilities = await _predict(served, rows, arrays, scoring, ("rows",))
     probs = probabilities if probabilities is not None else [None] * len(labels)
     body = {
         "predictions": [
@@ -150,4 +161,4 @@ async def predict_batch(request: Request, scoring: ScoringDep) -> Response:
         "model_version": served.version,
         "request_id": REQUEST_ID.get(),
     }
-    return Response(to_json(body), media_type="application/json")
+    return Response(orjson.dumps(body), media_type="application/json")

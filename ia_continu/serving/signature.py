@@ -118,6 +118,15 @@ class SignatureValidator:
         rows: list[dict[str, Any]] = self._batch.validate_json(body)["rows"]
         return rows
 
+    def parse_batch(self, body: bytes) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+        """:meth:`validate_batch`, then :meth:`arrays`: the rows and their column arrays.
+
+        Raises:
+            pydantic.ValidationError: as :meth:`validate_batch`.
+        """
+        rows = self.validate_batch(body)
+        return rows, self.arrays(rows)
+
     def arrays(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         """Validated rows as one 1-D array per column, in signature order and dtypes.
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
+import orjson
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -67,6 +78,21 @@ class ApiTokenRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class CompactJSON(TypeDecorator[Any]):
+    """JSON kept as text and encoded by orjson: several times faster than the stdlib
+    encoder on the large documents of the prediction log, whose writer shares the API's
+    interpreter (and GIL) with the request path."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:  # noqa: ARG002
+        return None if value is None else orjson.dumps(value).decode()
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:  # noqa: ARG002
+        return None if value is None else orjson.loads(value)
+
+
 class PredictionLogRow(Base):
     """Predictions served by the API, one row per write (many requests per row).
 
@@ -84,4 +110,4 @@ class PredictionLogRow(Base):
     last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     n_requests: Mapped[int] = mapped_column(Integer)
     n_rows: Mapped[int] = mapped_column(Integer)
-    records: Mapped[list[list[Any]]] = mapped_column(JSON)
+    records: Mapped[list[list[Any]]] = mapped_column(CompactJSON)

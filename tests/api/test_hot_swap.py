@@ -47,15 +47,16 @@ def test_promotion_is_served_within_the_poll_interval_without_errors(tmp_path: P
     first_new = min(t for t, _, version in served if version == v2)
     assert last_old - promoted_at <= POLL_SECONDS + 2
     assert first_new - promoted_at <= POLL_SECONDS + 2
-    # Once the new version answered, no request went back to the old one.
-    assert all(version == v2 for t, _, version in served if t > first_new)
+    # In-flight requests may finish on the old model; none *sent* well after the first
+    # new answer (one request's worth of margin) is served by the old one.
+    assert all(version == v2 for t, _, version in served if t > first_new + 0.5)
 
 
 def _promote_under_load(
     base_url: str, uri: str, version: int
 ) -> list[tuple[float, int, int | None]]:
-    """4 threads post rows while ``version`` is promoted; returns (t, status, version) with a
-    first sentinel entry ``(promoted_at, 200, version)``."""
+    """4 threads post rows while ``version`` is promoted; returns (sent at, status, version)
+    with a first sentinel entry ``(promoted_at, 200, version)``."""
     responses: list[tuple[float, int, int | None]] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -64,12 +65,13 @@ def _promote_under_load(
         with httpx.Client(base_url=base_url, timeout=10) as client:
             i = offset
             while not stop.is_set():
+                started = time.monotonic()
                 response = client.post("/predict", json=ROWS[i % len(ROWS)])
                 served = (
                     response.json().get("model_version") if response.status_code == 200 else None
                 )
                 with lock:
-                    responses.append((time.monotonic(), response.status_code, served))
+                    responses.append((started, response.status_code, served))
                 i += 1
 
     workers = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]

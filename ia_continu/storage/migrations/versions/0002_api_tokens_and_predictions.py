@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("n_requests", sa.Integer(), nullable=False),
         sa.Column("n_rows", sa.Integer(), nullable=False),
-        sa.Column("records", sa.JSON(), nullable=False),
+        sa.Column("records", sa.Text(), nullable=False),  # JSON encoded by orjson
     )
     op.create_index("ix_prediction_log_last_at", "prediction_log", ["last_at"])
 
