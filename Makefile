@@ -63,10 +63,12 @@ format: install ## Format and autofix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: install ## Benchmarks: prequential replay on Elec2, cycle wall time, drift vs Evidently
+bench: install ## Benchmarks: prequential Elec2, cycle wall time, drift vs Evidently, API vs MLflow serving
 	$(PY) -m bench.prequential
 	$(PY) -m bench.cycle_wall_time
 	$(PY) -m bench.drift_speed
+	infra/scripts/ensure-bench-deps.sh
+	$(PY) -m bench.api_throughput
 
 lock: ## Re-resolve requirements/lock.txt from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra bench -p 3.11 --no-header -o requirements/lock.txt

@@ -36,6 +36,12 @@ from tests.utils.models import elec2_rows, register_version
 from tests.utils.servers import free_port, spawn, stop, wait_healthy
 
 MODEL = "bench-classifier"
+# Our API in three configurations: name -> (table label, extra environment).
+OURS: dict[str, tuple[str, dict[str, str]]] = {
+    "ours": ("IA Continu API (defaults: access log on)", {}),
+    "ours_no_access_log": ("IA Continu API (access log off)", {"IAC_API_ACCESS_LOG": "false"}),
+    "ours_sklearn": ("IA Continu API (defaults, ONNX off)", {"IAC_API_ONNX": "false"}),
+}
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     }
-    ports = {name: free_port() for name in ("ours", "ours_no_access_log", "mlflow")}
+    ports = {name: free_port() for name in (*OURS, "mlflow")}
     ours_env = env | {
         "IAC_DATA_DIR": str(tmp / "state"),
         "IAC_MLFLOW_TRACKING_URI": tracking,
@@ -131,19 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     mlflow_cli = str(Path(sys.executable).parent / "mlflow")
     mlflow_port = ports["mlflow"]
     servers = {
-        # Defaults: auth, metrics, prediction log and one access-log line per request.
-        "ours": spawn(
+        name: spawn(
             [sys.executable, "-m", "api"],
-            tmp / "ours.log",
-            ours_env | {"IAC_API_PORT": str(ports["ours"])},
-        ),
-        # The configuration (auth, metrics, prediction log) without access log.
-        "ours_no_access_log": spawn(
-            [sys.executable, "-m", "api"],
-            tmp / "ours_no_access_log.log",
-            ours_env
-            | {"IAC_API_PORT": str(ports["ours_no_access_log"]), "IAC_API_ACCESS_LOG": "false"},
-        ),
+            tmp / f"{name}.log",
+            ours_env | {"IAC_API_PORT": str(ports[name])} | extra,
+        )
+        for name, (_, extra) in OURS.items()
+    } | {
         "mlflow": spawn(
             [
                 mlflow_cli,
@@ -167,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     plain = {"Content-Type": "application/json"}
     targets = {
-        name: (f"http://127.0.0.1:{ports[name]}/predict", json.dumps(row), auth)
-        for name in ("ours", "ours_no_access_log")
+        name: (f"http://127.0.0.1:{ports[name]}/predict", json.dumps(row), auth) for name in OURS
     } | {
         "mlflow": (
             f"http://127.0.0.1:{mlflow_port}/invocations",
@@ -178,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: dict[str, Any] = {"machine": machine(), "connections": args.connections}
     try:
-        for name in ("ours", "ours_no_access_log"):
+        for name in OURS:
             wait_healthy(
                 f"http://127.0.0.1:{ports[name]}/ready", servers[name], tmp / f"{name}.log"
             )
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             script = _lua(tmp / f"{name}.lua", body, headers)
             run_wrk(url, script, 3, args.connections)  # warm-up
             results[name] = run_wrk(url, script, args.duration, args.connections)
-        for name in ("ours", "ours_no_access_log"):
+        for name in OURS:
             results[name]["batch_10k"] = time_batch(
                 f"http://127.0.0.1:{ports[name]}/predict/batch", batch, auth, args.batch_repeats
             )
@@ -196,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             targets["mlflow"][0], records, plain, args.batch_repeats
         )
         time.sleep(2)  # let the prediction log flush
-        for name in ("ours", "ours_no_access_log"):
+        for name in OURS:
             metrics = httpx.get(f"http://127.0.0.1:{ports[name]}/metrics").text
             for key in ("written", "dropped", "failed"):
                 found = re.search(
@@ -207,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         for proc in servers.values():
             stop(proc)
     theirs = results["mlflow"]
-    for name in ("ours", "ours_no_access_log"):
+    for name in OURS:
         ours = results[name]
         ours["throughput_ratio"] = round(ours["requests_per_s"] / theirs["requests_per_s"], 2)
         ours["targets"] = {
@@ -231,14 +230,13 @@ def main(argv: list[str] | None = None) -> int:
                     fmt(r["batch_10k"]["median_ms"]),
                 ]
                 for n, r in (
-                    ("IA Continu API (defaults: access log on)", results["ours"]),
-                    ("IA Continu API (access log off)", results["ours_no_access_log"]),
+                    *((label, results[name]) for name, (label, _) in OURS.items()),
                     ("mlflow models serve", theirs),
                 )
             ],
         )
     )
-    for name in ("ours", "ours_no_access_log"):
+    for name in OURS:
         r = results[name]
         print(f"{name}: {r['throughput_ratio']}x MLflow; targets {r['targets']}")
     print(f"logs: {tmp}")
