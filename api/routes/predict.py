@@ -7,7 +7,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -24,6 +24,7 @@ from ia_continu.serving.champion import NonFiniteOutput, ServedModel
 from ia_continu.serving.prediction_log import PredictionRecord
 
 router = APIRouter(prefix="/predict", tags=["predict"])
+T = TypeVar("T")
 
 MAX_ERRORS = 50  # a 10,000-row batch with one bad column must not answer 10,000 errors
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -32,20 +33,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _parse(validate: Callable[[bytes], list[dict[str, Any]]], body: bytes) -> list[dict[str, Any]]:
+def _parse(validate: Callable[[bytes], T], body: bytes) -> T:
+    """``validate(body)``, its pydantic errors turned into a 422 naming the field at fault."""
     try:
         return validate(body)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [_public(e) for e in exc.errors(include_url=False)[:MAX_ERRORS]]
-        ) from None
-
-
-def _parse_batch(
-    parse: Callable[[bytes], tuple[list[dict[str, Any]], dict[str, np.ndarray]]], body: bytes
-) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    try:
-        return parse(body)
     except ValidationError as exc:
         raise RequestValidationError(
             [_public(e) for e in exc.errors(include_url=False)[:MAX_ERRORS]]
@@ -150,7 +141,7 @@ async def predict_one(request: Request, scoring: ScoringDep) -> Response:
 async def predict_batch(request: Request, scoring: ScoringDep) -> Response:
     """Predict a batch ``{"rows": [row, ...]}`` (1 to IAC_API_MAX_BATCH_ROWS rows), in order."""
     served = scoring.served
-    rows, arrays = _parse_batch(served.validator.parse_batch, await request.body())
+    rows, arrays = _parse(served.validator.parse_batch, await request.body())
     labels, probabilities = await _predict(served, rows, arrays, scoring, ("rows",))
     probs = probabilities if probabilities is not None else [None] * len(labels)
     body = {

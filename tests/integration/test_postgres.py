@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, make_url, text
 
+from ia_continu.serving.prediction_log import PredictionLog, PredictionRecord, load_predictions
 from ia_continu.sources import ReplaySource, SyntheticSource
 from ia_continu.storage import repository
-from ia_continu.storage.schema import get_engine
+from ia_continu.storage.schema import get_engine, head_revision
+from ia_continu.tokens import TokenVerifier, create_token
+from tests.utils.race import migrate_concurrently
 from tests.utils.servers import postgres
 
 pytestmark = pytest.mark.integration
@@ -26,9 +30,32 @@ def pg_url() -> Iterator[str]:
 
 def test_alembic_creates_the_schema_on_postgres(pg_url: str) -> None:
     engine = get_engine(pg_url)
-    assert {"batches", "drift_reports", "alembic_version"} <= set(inspect(engine).get_table_names())
+    tables = {"batches", "drift_reports", "api_tokens", "prediction_log", "alembic_version"}
+    assert tables <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
-        assert conn.scalar(text("select version_num from alembic_version")) == "0001"
+        assert conn.scalar(text("select version_num from alembic_version")) == head_revision()
+
+
+def test_concurrent_migrations_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    """API, bootstrap and worker starting together: the advisory lock serialises them."""
+    with create_engine(pg_url, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text("CREATE DATABASE race"))
+    url = make_url(pg_url).set(database="race").render_as_string(hide_password=False)
+    results = migrate_concurrently(url, tmp_path)
+    assert [code for code, _ in results] == [0] * len(results), results
+
+
+def test_tokens_and_prediction_log_on_postgres(pg_url: str) -> None:
+    engine = get_engine(pg_url)
+    info, token = create_token(engine, "pg-robot")
+    assert TokenVerifier(engine, cache_seconds=0).verify(token) == info
+    log = PredictionLog(engine, flush_seconds=0.01)
+    log.start()
+    rows = [{"x": 1.5, "city": "Lyon"}, {"x": -2.0, "city": "Nantes"}]
+    log.offer(PredictionRecord(time.time(), "req-1", "m", 3, rows, ["UP", "DOWN"], [0.9, 0.7]))
+    log.close()
+    frame = load_predictions(engine)
+    assert list(frame["city"]) == ["Lyon", "Nantes"] and list(frame["model_version"]) == [3, 3]
 
 
 def test_ingest_is_exactly_once_on_postgres(pg_url: str) -> None:

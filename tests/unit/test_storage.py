@@ -17,8 +17,9 @@ from ia_continu.sources import ReplaySource, Schema, StreamExhausted, SyntheticS
 from ia_continu.storage import repository
 from ia_continu.storage.schema import alembic_config, get_engine, upgrade
 from ia_continu.storage.tables import BatchRow, DriftReportRow
+from tests.utils.race import migrate_concurrently
 
-HEAD = "0002"
+HEAD = "0002"  # bump with each new revision: a forgotten revision fails here
 
 
 @dataclass
@@ -378,17 +379,8 @@ def test_drift_report_needs_an_existing_batch(engine: Engine) -> None:
 
 def test_concurrent_migrations_are_serialised(tmp_path: Path) -> None:
     """The API, the bootstrap and a worker may all start at once on a fresh database."""
-    import subprocess
-    import sys
-
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    code = "import sys; from ia_continu.storage.schema import get_engine; get_engine(sys.argv[1])"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE)
-        for _ in range(4)
-    ]
-    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    results = migrate_concurrently(f"sqlite:///{tmp_path / 'race.db'}", tmp_path)
+    assert [code for code, _ in results] == [0] * len(results), results
 
 
 def test_migrations_match_the_table_definitions(engine: Engine) -> None:
@@ -401,3 +393,9 @@ def test_migrations_match_the_table_definitions(engine: Engine) -> None:
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []
+
+
+def test_head_revision_is_the_newest_migration() -> None:
+    from ia_continu.storage.schema import head_revision
+
+    assert head_revision() == HEAD
