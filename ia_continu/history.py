@@ -1,0 +1,120 @@
+"""The loop's history as tables for the operator console: accuracy per batch with
+retrain and promotion events, drift statistic per feature, batches ingested.
+
+Read-only queries over the project database (drift reports and batches); each returns
+a pandas DataFrame in time order, newest ``limit`` reports at most.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from ia_continu.storage.tables import BatchRow, DriftReportRow
+
+HISTORY_COLUMNS = [
+    "created_at",
+    "batch_id",
+    "champion_version",
+    "accuracy",
+    "validation_accuracy",
+    "data_drift",
+    "concept_drift",
+    "retrain",
+    "promoted",
+    "reason",
+]
+FEATURE_COLUMNS = [
+    "created_at",
+    "batch_id",
+    "feature",
+    "test",
+    "statistic",
+    "effect",
+    "psi",
+    "p_adjusted",
+    "drifted",
+]
+
+
+def _reports(engine: Engine, limit: int) -> list[DriftReportRow]:
+    with Session(engine) as session:
+        rows = session.scalars(
+            select(DriftReportRow).order_by(DriftReportRow.created_at.desc()).limit(limit)
+        ).all()
+    return list(reversed(rows))
+
+
+def drift_history(engine: Engine, limit: int = 2_000) -> pd.DataFrame:
+    """One row per drift report, oldest first (columns :data:`HISTORY_COLUMNS`).
+
+    ``accuracy`` is the champion's accuracy on the newest batch (0..1, NaN before the
+    first champion); ``promoted`` is True on the first report served by a new champion
+    version (the promotion happened in the cycle before it).
+    """
+    records: list[dict[str, Any]] = []
+    previous_version: int | None = None
+    for row in _reports(engine, limit):
+        performance = row.report.get("performance") or {}
+        decision = row.report.get("decision") or {}
+        version = row.champion_version
+        records.append(
+            {
+                "created_at": row.created_at,
+                "batch_id": row.batch_id,
+                "champion_version": version,
+                "accuracy": performance.get("accuracy"),
+                "validation_accuracy": performance.get("validation_accuracy"),
+                "data_drift": row.data_drift,
+                "concept_drift": row.concept_drift,
+                "retrain": row.retrain,
+                "promoted": version is not None
+                and previous_version is not None
+                and version != previous_version,
+                "reason": decision.get("reason", ""),
+            }
+        )
+        previous_version = version if version is not None else previous_version
+    frame = pd.DataFrame.from_records(records, columns=HISTORY_COLUMNS)
+    return frame.astype(
+        {"champion_version": "Int64", "accuracy": "float64", "validation_accuracy": "float64"}
+    )
+
+
+def feature_drift(engine: Engine, limit: int = 2_000) -> pd.DataFrame:
+    """Long table, one row per (report, feature), oldest first (:data:`FEATURE_COLUMNS`).
+
+    ``statistic`` is the test statistic (KS D for numeric features, chi-square for
+    categorical ones), ``effect`` the effect size (normalised Wasserstein-1 or PSI) and
+    ``p_adjusted`` the Benjamini-Hochberg adjusted p-value; see :mod:`ia_continu.drift`.
+    """
+    records = [
+        {
+            "created_at": row.created_at,
+            "batch_id": row.batch_id,
+            **{k: f.get(k) for k in FEATURE_COLUMNS[2:]},
+        }
+        for row in _reports(engine, limit)
+        for f in ((row.report.get("data_drift") or {}).get("features") or [])
+    ]
+    return pd.DataFrame.from_records(records, columns=FEATURE_COLUMNS)
+
+
+def batches_ingested(engine: Engine) -> pd.DataFrame:
+    """Batches and rows ingested per source: ``source``, ``batches``, ``rows``, ``first_at``,
+    ``last_at``."""
+    query = select(
+        BatchRow.source,
+        func.count(BatchRow.id),
+        func.sum(BatchRow.n_rows),
+        func.min(BatchRow.created_at),
+        func.max(BatchRow.created_at),
+    ).group_by(BatchRow.source)
+    with Session(engine) as session:
+        rows = session.execute(query).all()
+    return pd.DataFrame(
+        [tuple(r) for r in rows], columns=["source", "batches", "rows", "first_at", "last_at"]
+    )
