@@ -5,6 +5,7 @@ ia-continu migrate    upgrade the project database to the newest Alembic revisio
 ia-continu rollback   point ``champion`` back at ``previous`` in the MLflow registry
 ia-continu token create NAME [--expires-in-days N] | token list | token revoke NAME
                       bearer tokens of the prediction API (stored hashed)
+ia-continu ui-password  hash the console's operator password (IAC_UI_PASSWORD_HASH)
 """
 
 from __future__ import annotations
@@ -73,6 +74,26 @@ def _token_command(args: argparse.Namespace, database_url: str) -> int:
     return 0
 
 
+def _ui_password() -> int:
+    import getpass
+
+    from ia_continu.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("operator password: ")
+        if getpass.getpass("again: ") != password:
+            print("passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        print(f"IAC_UI_PASSWORD_HASH={hash_password(password)}")
+    except ValueError as exc:
+        print(f"no hash: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ia-continu", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
         "--expires-in-days", type=float, default=None, help="lifetime; default: never expires"
     )
     actions.add_parser("list", help="list tokens (never their secrets)")
+    commands.add_parser(
+        "ui-password", help="hash an operator password for IAC_UI_PASSWORD_HASH (read from stdin)"
+    )
     revoke = actions.add_parser("revoke", help="revoke a token by name or id")
     revoke.add_argument("name", help="token name or id")
     return parser
@@ -95,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ia-continu`` command; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "ui-password":
+        return _ui_password()
     settings = settings_or_exit()
     if args.command == "check":
         for name, value in settings.model_dump().items():

@@ -73,6 +73,29 @@ class Stack:
     home: Path
 
 
+def _spawn_prefect(home: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return spawn(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        home / "prefect.log",
+        env,
+    )
+
+
+@contextmanager
+def prefect_server(home: Path) -> Iterator[str]:
+    """A Prefect server (SQLite under ``home``) on a free port; yields its API URL."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    proc = _spawn_prefect(home, port, env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/api/health", proc, home / "prefect.log")
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        stop(proc)
+
+
 @contextmanager
 def prefect_and_mlflow(home: Path) -> Iterator[Stack]:
     """Prefect server (SQLite) and MLflow server (SQLite + served artifacts) on free ports."""
@@ -82,21 +105,7 @@ def prefect_and_mlflow(home: Path) -> Iterator[Stack]:
     env.pop("PREFECT_API_URL", None)
     procs = []
     try:
-        procs.append(
-            spawn(
-                [
-                    str(BIN / "prefect"),
-                    "server",
-                    "start",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(prefect_port),
-                ],
-                home / "prefect.log",
-                env,
-            )
-        )
+        procs.append(_spawn_prefect(home, prefect_port, env))
         procs.append(
             spawn(
                 [

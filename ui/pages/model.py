@@ -1,0 +1,140 @@
+"""Model page: champion and previous with their metrics, rollback with confirmation, and
+the loop over time: accuracy per batch with retrains and promotions, drift per feature,
+batches ingested."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from ia_continu import history
+from ia_continu.settings import get_settings
+from ia_continu.storage.schema import get_engine
+from ui import registry_view
+from ui.settings import get_ui_settings
+
+settings = get_ui_settings()
+core = get_settings()
+registry_view.bound_mlflow_calls(settings.timeout_seconds)
+st.title("Model")
+
+
+@st.cache_data(ttl=settings.cache_seconds, show_spinner=False)
+def _aliases() -> list[registry_view.AliasInfo]:
+    return registry_view.aliases(core.mlflow_tracking_uri, core.registered_model_name)
+
+
+@st.cache_data(ttl=settings.cache_seconds, show_spinner=False)
+def _history(limit: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    engine = get_engine(core.resolved_database_url)
+    return (
+        history.drift_history(engine, limit),
+        history.feature_drift(engine, limit),
+        history.batches_ingested(engine),
+    )
+
+
+try:
+    found = _aliases()
+except Exception as exc:  # any MLflow failure: say it, keep the rest of the page
+    st.error(f"MLflow registry unreachable at {core.mlflow_tracking_uri}: {type(exc).__name__}")
+    found = []
+if not found:
+    st.info(f"No `champion` yet for `{core.registered_model_name}`: the first run registers one.")
+columns = st.columns(2)
+for column, info in zip(columns, found, strict=False):
+    with column:
+        st.subheader(f"{info.alias}: version {info.version}")
+        registered = (
+            datetime.fromtimestamp(info.registered_at / 1000, UTC) if info.registered_at else None
+        )
+        st.caption(
+            f"run `{info.run_id}` · registered {registered:%Y-%m-%d %H:%M:%S} UTC"
+            if registered
+            else f"run `{info.run_id}`"
+        )
+        metrics = {k: round(v, 4) for k, v in sorted(info.metrics.items())}
+        st.dataframe(pd.Series(metrics, name="value"), use_container_width=True)
+
+if any(info.alias == "previous" for info in found):
+    with st.expander("Roll back"):
+        champion = next(i.version for i in found if i.alias == "champion")
+        previous = next(i.version for i in found if i.alias == "previous")
+        st.write(f"Moves `champion` from version {champion} back to version {previous}.")
+        confirmed = st.checkbox(
+            f"I confirm the rollback to version {previous}", key="confirm-rollback"
+        )
+        if st.button("Roll back", disabled=not confirmed, key="rollback"):
+            try:
+                version = registry_view.rollback(
+                    core.mlflow_tracking_uri, core.registered_model_name
+                )
+            except Exception as exc:  # registry down or no previous: say it
+                st.error(f"Rollback failed: {exc}")
+            else:
+                _aliases.clear()
+                st.success(
+                    f"`champion` is now version {version}; the API picks it up within seconds."
+                )
+
+st.subheader("Accuracy per batch")
+try:
+    drift, features, ingested = _history(settings.history_limit)
+except Exception as exc:  # database unreachable
+    st.error(f"Project database unreachable: {type(exc).__name__}: {exc}")
+    st.stop()
+if drift.empty:
+    st.info("No drift report yet.")
+else:
+    base = alt.Chart(drift).encode(x=alt.X("batch_id:Q", title="batch"))
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("accuracy:Q", title="champion accuracy", scale=alt.Scale(zero=False)),
+        tooltip=["batch_id", "champion_version", "accuracy", "reason"],
+    )
+    retrains = (
+        base.transform_filter("datum.retrain")
+        .mark_rule(color="orange", strokeDash=[4, 3])
+        .encode(tooltip=["batch_id", "reason"])
+    )
+    promotions = (
+        base.transform_filter("datum.promoted")
+        .mark_rule(color="green", size=2)
+        .encode(tooltip=["batch_id", "champion_version"])
+    )
+    st.altair_chart(line + retrains + promotions, use_container_width=True)
+    st.caption(
+        "Orange dashes: retrain decided; green: first batch served by a newly promoted champion."
+    )
+
+st.subheader("Drift statistic per feature")
+if features.empty:
+    st.info("No data drift report yet.")
+else:
+    heatmap = (
+        alt.Chart(features)
+        .mark_rect()
+        .encode(
+            x=alt.X("batch_id:O", title="batch"),
+            y=alt.Y("feature:N"),
+            color=alt.Color(
+                "statistic:Q", title="KS D / chi²", scale=alt.Scale(scheme="orangered")
+            ),
+            tooltip=["batch_id", "feature", "test", "statistic", "effect", "p_adjusted", "drifted"],
+        )
+    )
+    st.altair_chart(heatmap, use_container_width=True)
+
+st.subheader("Batches ingested")
+if ingested.empty:
+    st.info("No batch yet.")
+else:
+    for _, row in ingested.iterrows():
+        st.metric(
+            str(row["source"]),
+            f"{int(row['batches'])} batches",
+            f"{int(row['rows'])} rows",
+            delta_color="off",
+        )

@@ -1,0 +1,95 @@
+"""Pipeline page: start flow runs through the Prefect API, watch recent runs, pause or
+resume the 30-second schedule."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from ui import prefect_ops
+from ui.settings import get_ui_settings
+
+settings = get_ui_settings()
+st.title("Pipeline")
+
+
+@st.cache_data(ttl=settings.cache_seconds, show_spinner=False)
+def _runs(limit: int) -> list[dict[str, Any]]:
+    return prefect_ops.call(
+        partial(prefect_ops.recent_runs, limit), settings.timeout_seconds, settings.prefect_api_url
+    )
+
+
+st.subheader("Start a flow run")
+force = st.checkbox(
+    "Force retrain", help="continuous_training and detect_drift: retrain even without drift"
+)
+columns = st.columns(len(prefect_ops.DEPLOYMENTS))
+for column, (label, deployment) in zip(columns, prefect_ops.DEPLOYMENTS.items(), strict=True):
+    parameters: dict[str, Any] = {}
+    if label in ("continuous_training", "detect_drift"):
+        parameters["force_retrain"] = force
+    elif label == "retrain":
+        parameters["trigger"] = "manual"
+    if column.button(f"Run {label}", key=f"run-{label}", use_container_width=True):
+        try:
+            with st.spinner(f"starting {label}…"):
+                started = prefect_ops.call(
+                    partial(prefect_ops.start_run, deployment, parameters),
+                    settings.timeout_seconds * 5,
+                    settings.prefect_api_url,
+                )
+        except prefect_ops.PrefectUnavailable as exc:
+            st.error(f"{label}: {exc}")
+        else:
+            _runs.clear()
+            url = f"{settings.prefect_ui_url}/flow-runs/flow-run/{started.id}"
+            st.success(f"Started {started.deployment}: [{started.name}]({url})")
+
+st.subheader("Schedule")
+try:
+    paused = prefect_ops.call(
+        prefect_ops.schedule_paused, settings.timeout_seconds, settings.prefect_api_url
+    )
+except prefect_ops.PrefectUnavailable as exc:
+    st.warning(f"Schedule state unknown: {exc}")
+else:
+    st.write(f"`{prefect_ops.SCHEDULED}` every 30 s: **{'paused' if paused else 'active'}**")
+    if st.button("Resume schedule" if paused else "Pause schedule", key="schedule"):
+        try:
+            prefect_ops.call(
+                partial(prefect_ops.set_schedule_paused, not paused),
+                settings.timeout_seconds,
+                settings.prefect_api_url,
+            )
+        except prefect_ops.PrefectUnavailable as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
+
+st.subheader("Recent flow runs")
+try:
+    rows = _runs(50)
+except prefect_ops.PrefectUnavailable as exc:
+    st.error(f"Cannot list flow runs: {exc}")
+else:
+    if not rows:
+        st.info("No flow run yet.")
+    else:
+        table = pd.DataFrame(rows)
+        table["link"] = settings.prefect_ui_url + "/flow-runs/flow-run/" + table["id"]
+        st.dataframe(
+            table[["name", "deployment", "state", "started", "duration_s", "link"]],
+            hide_index=True,
+            column_config={
+                "link": st.column_config.LinkColumn("Prefect UI", display_text="open"),
+                "duration_s": st.column_config.NumberColumn("duration (s)"),
+            },
+            use_container_width=True,
+        )
+    if st.button("Refresh", key="refresh"):
+        _runs.clear()
+        st.rerun()

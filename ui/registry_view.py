@@ -1,0 +1,64 @@
+"""Registry reads and the rollback for the model page, bounded in time: MLflow's client
+retries for minutes by default, the page must answer within seconds."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ia_continu import registry
+
+
+def bound_mlflow_calls(timeout_seconds: float) -> None:
+    """No retries, short HTTP timeout for every MLflow call of this process."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(timeout_seconds))))
+
+
+@dataclass(frozen=True)
+class AliasInfo:
+    """A registry alias and the version behind it."""
+
+    alias: str
+    version: int
+    run_id: str | None
+    validation_accuracy: float | None
+    metrics: dict[str, float]
+    registered_at: Any
+
+
+def aliases(tracking_uri: str, name: str) -> list[AliasInfo]:
+    """``champion`` and ``previous`` (those that exist), with their run metrics.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the registry cannot be read.
+    """
+    client = registry.client(tracking_uri)
+    found = []
+    for alias in (registry.CHAMPION, registry.PREVIOUS):
+        ref = registry.get_alias(client, name, alias)
+        if ref is None:
+            continue
+        version = client.get_model_version(name, str(ref.version))
+        metrics = dict(client.get_run(ref.run_id).data.metrics) if ref.run_id else {}
+        found.append(
+            AliasInfo(
+                alias,
+                ref.version,
+                ref.run_id,
+                ref.validation_accuracy,
+                metrics,
+                version.creation_timestamp,
+            )
+        )
+    return found
+
+
+def rollback(tracking_uri: str, name: str) -> int:
+    """Point ``champion`` back at ``previous``; returns the new champion version.
+
+    Raises:
+        LookupError: there is no ``previous`` version.
+    """
+    return registry.rollback(registry.client(tracking_uri), name)

@@ -1,0 +1,49 @@
+"""Settings of the console, read from ``IAC_UI_*`` variables (Prefect's own
+``PREFECT_API_URL`` says where the Prefect API is)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class UiSettings(BaseSettings):
+    """Knobs of the console. Environment variable = ``IAC_UI_`` + field name, upper case."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IAC_UI_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    auth: Literal["password", "disabled"] = Field(
+        "password", description="'disabled' only for local development."
+    )
+    password_hash: SecretStr | None = Field(
+        None, description="From `ia-continu ui-password`; never the password itself."
+    )
+    prefect_api_url: str | None = Field(
+        None, description="Prefect API the console drives; default: Prefect's PREFECT_API_URL."
+    )
+    prefect_ui_url: str = Field("http://127.0.0.1:4200", description="Base of run links.")
+    api_url: str = Field("http://127.0.0.1:8000", description="The prediction API.")
+    api_token: SecretStr | None = Field(None, description="Bearer token for the prediction API.")
+    timeout_seconds: float = Field(
+        1.0, gt=0, le=30, description="Longest wait on a backend before the page says so."
+    )
+    cache_seconds: float = Field(5.0, ge=0, description="How long lists and charts are cached.")
+    history_limit: int = Field(2_000, ge=10, description="Drift reports shown at most.")
+
+    @field_validator("password_hash")
+    @classmethod
+    def _scrypt_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("scrypt:"):
+            raise ValueError("IAC_UI_PASSWORD_HASH must come from `ia-continu ui-password`")
+        return value
+
+
+@lru_cache
+def get_ui_settings() -> UiSettings:
+    """Process-wide console settings; tests call ``get_ui_settings.cache_clear()``."""
+    return UiSettings()
