@@ -10,6 +10,7 @@ import pytest
 import streamlit as st
 from prefect.client.orchestration import get_client
 
+from tests.utils.models import register_version
 from tests.utils.servers import prefect_server
 from ui import prefect_ops
 from ui.settings import get_ui_settings
@@ -55,3 +56,12 @@ def _fresh_ui_settings() -> Iterator[None]:
 def page(name: str) -> str:
     """Path of a page script (``pipeline``, ``model``, ``predict``) or of ``app``."""
     return str(UI / "app.py") if name == "app" else str(UI / "pages" / f"{name}.py")
+
+
+@pytest.fixture(scope="session")
+def two_versions(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A registry whose ``champion`` is version 2 and ``previous`` version 1."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+    register_version(uri, "ui-model", positions=(0, 1))
+    register_version(uri, "ui-model", positions=(6, 7))
+    return uri, "ui-model"
