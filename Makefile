@@ -11,11 +11,19 @@ UV_VERSION := 0.13.8
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 API_PORT ?= 8000
+UI_PORT ?= 8501
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export IAC_DATA_DIR ?= $(abspath .iac)
 export IAC_WORK_POOL ?= ia-continu-process
 export IAC_MLFLOW_TRACKING_URI ?= http://127.0.0.1:$(MLFLOW_PORT)
 export IAC_API_PORT ?= $(API_PORT)
+export IAC_UI_PORT ?= $(UI_PORT)
+export IAC_UI_API_URL ?= http://127.0.0.1:$(API_PORT)
+export IAC_UI_PREFECT_UI_URL ?= http://127.0.0.1:$(PREFECT_PORT)
+export IAC_UI_API_TOKEN_FILE ?= $(IAC_DATA_DIR)/console.token
+# The console asks for the operator password once IAC_UI_PASSWORD_HASH is set
+# (`ia-continu ui-password`); without one the local demo runs it open.
+export IAC_UI_AUTH ?= $(if $(IAC_UI_PASSWORD_HASH),password,disabled)
 export PREFECT_PORT MLFLOW_PORT
 # No phoning home and no MLflow GenAI job runners (5+ processes) on a 2-core machine.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION ?= false
@@ -23,7 +31,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: help install demo test test-unit test-integration lint format bench lock clean
+.PHONY: help install demo test test-unit test-browser test-integration lint format bench lock clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,12 +51,17 @@ demo: install ## Run the loop: Prefect server, MLflow, process pool, deployments
 	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
 	honcho -f infra/local/Procfile -d . start
 
-test: install ## Run the test suite (unit, flow and integration tests; real servers on 127.0.0.1)
+test: install ## Run the test suite (unit, flow, API, console, integration and browser tests)
 	infra/scripts/ensure-test-deps.sh
-	$(PY) -m pytest -m "not docker and not browser"
+	infra/scripts/ensure-browser-deps.sh
+	$(PY) -m pytest -m "not docker"
 
 test-unit: install ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit tests/notify
+
+test-browser: install ## Browser test only: headless Chromium against the demo stack
+	infra/scripts/ensure-browser-deps.sh
+	$(PY) -m pytest -m browser
 
 test-integration: install ## Integration tests only (real Prefect, MLflow, PostgreSQL servers)
 	infra/scripts/ensure-test-deps.sh

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,24 @@ def deploy(pool: str) -> None:
     )
 
 
+def ensure_console_token(database_url: str) -> None:
+    """Give the console a prediction-API token, written to ``IAC_UI_API_TOKEN_FILE``
+    (mode 0600) when that file is named and missing; the token is never printed."""
+    path = os.environ.get("IAC_UI_API_TOKEN_FILE")
+    if not path or Path(path).exists():
+        return
+    from ia_continu.tokens import create_token
+
+    engine = get_engine(database_url)
+    _, token = create_token(engine, f"console-{secrets.token_hex(3)}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token)
+    logger.info("console token created and written to {}", target)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -110,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         ensure_prefect_objects(args.pool, args.pool_type, settings.retrain_concurrency_limit)
     )
     store_webhook_secret()
+    ensure_console_token(settings.resolved_database_url)
     deploy(args.pool)
     ui = api_url.removesuffix("/api")
     api_port = os.environ.get("IAC_API_PORT", "8000")
@@ -117,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         f"\n  Prefect UI   {ui}\n  MLflow UI    {settings.mlflow_tracking_uri}\n"
         f"  Predict API  http://127.0.0.1:{api_port}/docs"
         f"  (token: .venv/bin/ia-continu token create <name>)\n"
+        f"  Console      http://127.0.0.1:{os.environ.get('IAC_UI_PORT', '8501')}\n"
         f"  Deployments  continuous_training/continuous-training runs every"
         f" {settings.schedule_interval_seconds} s on pool {args.pool}\n",
         flush=True,

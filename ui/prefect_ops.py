@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
+import pendulum
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterExpectedStartTime
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
@@ -81,12 +83,20 @@ async def start_run(deployment: str, parameters: dict[str, Any]) -> StartedRun:
 
 
 async def recent_runs(limit: int = 50) -> list[dict[str, Any]]:
-    """The newest flow runs (all deployments), newest first, as table rows.
+    """The newest flow runs (all deployments), newest first, as table rows; runs the
+    schedule has planned for later (Prefect creates them ahead) are left out.
 
     Columns: ``id``, ``name``, ``deployment``, ``state``, ``started``, ``duration_s``.
     """
+    due = FlowRunFilter(
+        expected_start_time=FlowRunFilterExpectedStartTime(
+            before_=pendulum.now("UTC").add(seconds=5)
+        )
+    )
     async with get_client() as client:
-        runs = await client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit)
+        runs = await client.read_flow_runs(
+            flow_run_filter=due, sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit
+        )
         deployments = {d.id: d for d in await client.read_deployments()}
         flows = {f.id: f.name for f in await client.read_flows()}
     rows = []

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,11 +30,24 @@ class UiSettings(BaseSettings):
     prefect_ui_url: str = Field("http://127.0.0.1:4200", description="Base of run links.")
     api_url: str = Field("http://127.0.0.1:8000", description="The prediction API.")
     api_token: SecretStr | None = Field(None, description="Bearer token for the prediction API.")
+    api_token_file: Path | None = Field(
+        None, description="File holding the token (read when IAC_UI_API_TOKEN is unset)."
+    )
     timeout_seconds: float = Field(
         1.0, gt=0, le=30, description="Longest wait on a backend before the page says so."
     )
     cache_seconds: float = Field(5.0, ge=0, description="How long lists and charts are cached.")
     history_limit: int = Field(2_000, ge=10, description="Drift reports shown at most.")
+
+    @model_validator(mode="after")
+    def _token_from_file(self) -> UiSettings:
+        if (
+            self.api_token is None
+            and self.api_token_file is not None
+            and self.api_token_file.is_file()
+        ):
+            self.api_token = SecretStr(self.api_token_file.read_text().strip())
+        return self
 
     @field_validator("password_hash")
     @classmethod

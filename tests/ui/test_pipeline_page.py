@@ -44,8 +44,8 @@ def test_button_creates_a_flow_run_of_its_deployment(ui_prefect: str, label: str
     if label == "retrain":
         assert newest.parameters == {"trigger": "manual"}
     # The run shows in the table, with a link to the Prefect UI.
-    table = app.dataframe[0].value
-    assert newest.name in set(table["name"])
+    table = next(m.value for m in app.markdown if m.value.startswith("| flow run"))
+    assert f"[{newest.name}](" in table and f"/flow-runs/flow-run/{newest.id})" in table
 
 
 def test_pause_and_resume_the_schedule(ui_prefect: str) -> None:

@@ -89,7 +89,9 @@ except Exception as exc:  # database unreachable
 if drift.empty:
     st.info("No drift report yet.")
 else:
-    base = alt.Chart(drift).encode(x=alt.X("batch_id:Q", title="batch"))
+    base = alt.Chart(drift).encode(
+        x=alt.X("batch_id:Q", title="batch", axis=alt.Axis(format="d", tickMinStep=1))
+    )
     line = base.mark_line(point=True).encode(
         y=alt.Y("accuracy:Q", title="champion accuracy", scale=alt.Scale(zero=False)),
         tooltip=["batch_id", "champion_version", "accuracy", "reason"],

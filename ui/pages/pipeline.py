@@ -6,7 +6,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from ui import prefect_ops
@@ -79,17 +78,19 @@ else:
     if not rows:
         st.info("No flow run yet.")
     else:
-        table = pd.DataFrame(rows)
-        table["link"] = settings.prefect_ui_url + "/flow-runs/flow-run/" + table["id"]
-        st.dataframe(
-            table[["name", "deployment", "state", "started", "duration_s", "link"]],
-            hide_index=True,
-            column_config={
-                "link": st.column_config.LinkColumn("Prefect UI", display_text="open"),
-                "duration_s": st.column_config.NumberColumn("duration (s)"),
-            },
-            use_container_width=True,
-        )
+        # A markdown table, not st.dataframe: plain HTML, so links work and the rows are
+        # readable by the browser test (st.dataframe draws on a canvas).
+        lines = [
+            "| flow run | deployment | state | started (UTC) | duration (s) |",
+            "|---|---|---|---|---|",
+        ]
+        for run in rows:
+            url = f"{settings.prefect_ui_url}/flow-runs/flow-run/{run['id']}"
+            when = f"{run['started']:%Y-%m-%d %H:%M:%S}" if run["started"] else ""
+            lines.append(
+                f"| [{run['name']}]({url}) | {run['deployment']} | {run['state']} | {when} | {run['duration_s']} |"
+            )
+        st.markdown("\n".join(lines))
     if st.button("Refresh", key="refresh"):
         _runs.clear()
         st.rerun()
