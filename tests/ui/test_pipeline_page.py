@@ -67,3 +67,10 @@ def test_prefect_down_is_a_message_not_a_crash(monkeypatch: pytest.MonkeyPatch) 
     app.button(key="run-generate").click().run()
     assert not app.exception
     assert any(e.value.startswith("generate: ") for e in app.error)
+
+
+def test_missing_deployment_is_named(prefect_api: str) -> None:
+    with pytest.raises(prefect_ops.PrefectUnavailable, match="deployment not found"):
+        prefect_ops.call(
+            lambda: prefect_ops.start_run("continuous_training/absent", {}), 30, prefect_api
+        )

@@ -38,11 +38,11 @@ for column, (label, deployment) in zip(columns, prefect_ops.DEPLOYMENTS.items(),
             with st.spinner(f"starting {label}…"):
                 started = prefect_ops.call(
                     partial(prefect_ops.start_run, deployment, parameters),
-                    settings.timeout_seconds * 5,
+                    settings.timeout_seconds,
                     settings.prefect_api_url,
                 )
         except prefect_ops.PrefectUnavailable as exc:
-            st.error(f"{label}: {exc}")
+            st.error(f"{label}: {exc} (a run may still have been created: see Recent flow runs)")
         else:
             _runs.clear()
             url = f"{settings.prefect_ui_url}/flow-runs/flow-run/{started.id}"
