@@ -53,14 +53,14 @@ demo: install ## Run the loop: Prefect server, MLflow, process pool, deployments
 
 test: install ## Run the test suite (unit, flow, API, console, integration and browser tests)
 	infra/scripts/ensure-test-deps.sh
-	infra/scripts/ensure-browser-deps.sh
+	infra/scripts/ensure-debian-package.sh /usr/bin/chromium chromium
 	$(PY) -m pytest -m "not docker"
 
 test-unit: install ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit tests/notify
 
 test-browser: install ## Browser test only: headless Chromium against the demo stack
-	infra/scripts/ensure-browser-deps.sh
+	infra/scripts/ensure-debian-package.sh /usr/bin/chromium chromium
 	$(PY) -m pytest -m browser
 
 test-integration: install ## Integration tests only (real Prefect, MLflow, PostgreSQL servers)
@@ -80,7 +80,7 @@ bench: install ## Benchmarks: prequential Elec2, cycle wall time, drift vs Evide
 	$(PY) -m bench.prequential
 	$(PY) -m bench.cycle_wall_time
 	$(PY) -m bench.drift_speed
-	infra/scripts/ensure-bench-deps.sh
+	infra/scripts/ensure-debian-package.sh wrk wrk --required
 	$(PY) -m bench.api_throughput
 
 lock: ## Re-resolve requirements/lock.txt from pyproject.toml

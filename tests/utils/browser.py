@@ -1,8 +1,9 @@
 """Drive Debian's headless Chromium through Playwright for the browser tests.
 
-Playwright never downloads a browser here: it launches ``/usr/bin/chromium`` (installed by
-``infra/scripts/ensure-browser-deps.sh``), and the tests skip when it is missing. Playwright's
-sync API runs its own event loop, so call it from plain (non-async) tests only.
+Playwright never downloads a browser here: it launches ``/usr/bin/chromium`` (installed
+by ``infra/scripts/ensure-debian-package.sh /usr/bin/chromium chromium``), and the tests
+skip when it is missing. Playwright's sync API runs its own event loop, so call it from
+plain (non-async) tests only.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def require_chromium() -> None:
     """
     if not CHROMIUM.exists():
         pytest.skip(
-            f"{CHROMIUM} missing: run infra/scripts/ensure-browser-deps.sh "
-            "(apt-get install chromium) to run the browser tests"
+            f"{CHROMIUM} missing: apt-get install chromium (or run "
+            "infra/scripts/ensure-debian-package.sh /usr/bin/chromium chromium) for browser tests"
         )
 
 
