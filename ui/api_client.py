@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -14,11 +16,19 @@ class ApiError(RuntimeError):
     """The prediction API refused or did not answer; the message is fit for the page."""
 
 
-def _client(settings: UiSettings, timeout: float) -> httpx.Client:
+@contextmanager
+def _client(settings: UiSettings, timeout: float) -> Iterator[httpx.Client]:
+    """An httpx client with the console's token; transport failures become ApiError."""
     headers = {}
     if settings.api_token is not None:
         headers["Authorization"] = f"Bearer {settings.api_token.get_secret_value()}"
-    return httpx.Client(base_url=settings.api_url, headers=headers, timeout=timeout)
+    try:
+        with httpx.Client(base_url=settings.api_url, headers=headers, timeout=timeout) as client:
+            yield client
+    except httpx.HTTPError as exc:
+        raise ApiError(
+            f"prediction API unreachable at {settings.api_url}: {type(exc).__name__}"
+        ) from None
 
 
 def _json(response: httpx.Response) -> Any:
@@ -45,13 +55,8 @@ def model_info(settings: UiSettings) -> dict[str, Any]:
     Raises:
         ApiError: unreachable, or no model loaded.
     """
-    try:
-        with _client(settings, settings.timeout_seconds) as client:
-            return dict(_json(client.get("/model")))
-    except httpx.HTTPError as exc:
-        raise ApiError(
-            f"prediction API unreachable at {settings.api_url}: {type(exc).__name__}"
-        ) from None
+    with _client(settings, settings.timeout_seconds) as client:
+        return dict(_json(client.get("/model")))
 
 
 def predict_row(settings: UiSettings, row: dict[str, Any]) -> dict[str, Any]:
@@ -60,13 +65,8 @@ def predict_row(settings: UiSettings, row: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ApiError: refused (message names the field at fault) or unreachable.
     """
-    try:
-        with _client(settings, settings.timeout_seconds * 5) as client:
-            return dict(_json(client.post("/predict", json=row)))
-    except httpx.HTTPError as exc:
-        raise ApiError(
-            f"prediction API unreachable at {settings.api_url}: {type(exc).__name__}"
-        ) from None
+    with _client(settings, settings.timeout_seconds * 5) as client:
+        return dict(_json(client.post("/predict", json=row)))
 
 
 def predict_frame(
@@ -79,19 +79,14 @@ def predict_frame(
         ApiError: refused (message names the row and column) or unreachable.
     """
     parts = []
-    try:
-        with _client(settings, settings.timeout_seconds * 30) as client:
-            for start in range(0, len(frame), chunk_rows):
-                chunk = frame.iloc[start : start + chunk_rows]
-                rows = chunk.to_dict(orient="records")
-                answer = _json(client.post("/predict/batch", json={"rows": rows}))
-                predicted = pd.DataFrame(answer["predictions"], index=chunk.index)
-                predicted["model_version"] = answer["model_version"]
-                parts.append(chunk.join(predicted))
-    except httpx.HTTPError as exc:
-        raise ApiError(
-            f"prediction API unreachable at {settings.api_url}: {type(exc).__name__}"
-        ) from None
+    with _client(settings, settings.timeout_seconds * 30) as client:
+        for start in range(0, len(frame), chunk_rows):
+            chunk = frame.iloc[start : start + chunk_rows]
+            rows = chunk.to_dict(orient="records")
+            answer = _json(client.post("/predict/batch", json={"rows": rows}))
+            predicted = pd.DataFrame(answer["predictions"], index=chunk.index)
+            predicted["model_version"] = answer["model_version"]
+            parts.append(chunk.join(predicted))
     return (
         pd.concat(parts) if parts else frame.assign(prediction=[], probability=[], model_version=[])
     )

@@ -14,13 +14,12 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from pydantic_core import to_json
 
 from api import metrics
 from api.deps import Scoring, ScoringDep
 from api.middleware import REQUEST_ID
 from api.schemas import BatchPredictionResponse, ErrorMessage, PredictionResponse
-from ia_continu.serving.champion import NonFiniteOutput, ServedModel
+from ia_continu.serving.champion import NonFiniteOutput
 from ia_continu.serving.prediction_log import PredictionRecord
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -60,12 +59,12 @@ def _public(error: Any) -> dict[str, Any]:
 
 
 async def _predict(
-    served: ServedModel,
+    scoring: Scoring,
     rows: list[dict[str, Any]],
     arrays: dict[str, np.ndarray],
-    scoring: Scoring,
     row_loc: tuple[str, ...],
 ) -> tuple[list[Any], list[float] | None]:
+    served = scoring.served
     try:
         if len(rows) >= scoring.settings.offload_rows:
             labels, probabilities = await asyncio.to_thread(served.predict, arrays)
@@ -101,27 +100,23 @@ async def _predict(
     return labels, probabilities
 
 
-_ROW_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InputRow"}}},
-}
-_BATCH_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InputBatch"}}},
-}
+def _openapi(schema: str) -> dict[str, Any]:
+    """Body schema (filled from the served signature by ``api.main``) and bearer auth."""
+    body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    return {"requestBody": {"required": True, "content": body}, "security": [{"bearer": []}]}
 
 
 @router.post(
     "",
     response_model=PredictionResponse,
     responses=_ERRORS,
-    openapi_extra={"requestBody": _ROW_BODY, "security": [{"bearer": []}]},
+    openapi_extra=_openapi("InputRow"),
 )
 async def predict_one(request: Request, scoring: ScoringDep) -> Response:
     """Predict the class of one row: a JSON object with exactly the model's input columns."""
     served = scoring.served
     rows = _parse(served.validator.validate_row, await request.body())
-    labels, probabilities = await _predict(served, rows, served.validator.arrays(rows), scoring, ())
+    labels, probabilities = await _predict(scoring, rows, served.validator.arrays(rows), ())
     body = {
         "prediction": labels[0],
         "probability": probabilities[0] if probabilities is not None else None,
@@ -129,20 +124,20 @@ async def predict_one(request: Request, scoring: ScoringDep) -> Response:
         "model_version": served.version,
         "request_id": REQUEST_ID.get(),
     }
-    return Response(to_json(body), media_type="application/json")
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.post(
     "/batch",
     response_model=BatchPredictionResponse,
     responses=_ERRORS,
-    openapi_extra={"requestBody": _BATCH_BODY, "security": [{"bearer": []}]},
+    openapi_extra=_openapi("InputBatch"),
 )
 async def predict_batch(request: Request, scoring: ScoringDep) -> Response:
     """Predict a batch ``{"rows": [row, ...]}`` (1 to IAC_API_MAX_BATCH_ROWS rows), in order."""
     served = scoring.served
     rows, arrays = _parse(served.validator.parse_batch, await request.body())
-    labels, probabilities = await _predict(served, rows, arrays, scoring, ("rows",))
+    labels, probabilities = await _predict(scoring, rows, arrays, ("rows",))
     probs = probabilities if probabilities is not None else [None] * len(labels)
     body = {
         "predictions": [

@@ -13,16 +13,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from loguru import logger
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.orm import Session
 
 from ia_continu.storage.tables import PredictionLogRow
 
-PREDICTION_LOG = PredictionLogRow.__table__.c.id.table  # the Core Table behind the ORM class
+PREDICTION_LOG = cast(Table, PredictionLogRow.__table__)  # Core insert: no ORM per-row cost
 
 
 def _ignore(_rows: int) -> None:

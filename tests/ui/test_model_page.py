@@ -9,37 +9,18 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ia_continu import registry
-from ia_continu.sources import SyntheticSource
-from ia_continu.storage import repository
 from ia_continu.storage.schema import get_engine
 from tests.ui.conftest import page
+from tests.utils.history import store_cycles
 
 TIMEOUT = 60
 
 
 def _history(data_dir: Path) -> None:
     engine = get_engine(f"sqlite:///{(data_dir / 'ia_continu.db').resolve()}")
-    source = SyntheticSource(mode="stable", batch_size=20)
-    for i, (accuracy, version) in enumerate([(0.8, 1), (0.5, 1), (0.82, 2)]):
-        batch = repository.ingest_next(engine, source, ingest_key=f"k{i}")
-        repository.save_drift_report(
-            engine,
-            source=source.name,
-            batch_id=batch.id,
-            champion_version=version,
-            data_drift=accuracy < 0.6,
-            concept_drift=accuracy < 0.6,
-            retrain=accuracy < 0.6,
-            report={
-                "performance": {"accuracy": accuracy, "validation_accuracy": 0.8},
-                "data_drift": {
-                    "features": [
-                        {"feature": "x", "test": "ks", "statistic": 0.1 * i, "drifted": False}
-                    ]
-                },
-                "decision": {"reason": "test"},
-            },
-        )
+    store_cycles(
+        engine, [(0.8, 1, False, "ok"), (0.5, 1, True, "concept drift"), (0.82, 2, False, "ok")]
+    )
 
 
 @pytest.fixture

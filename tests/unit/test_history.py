@@ -5,60 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from ia_continu import history
-from ia_continu.sources import SyntheticSource
-from ia_continu.storage import repository
 from ia_continu.storage.schema import get_engine
-
-
-def _report(accuracy: float | None, version: int | None, drifted: bool, reason: str) -> dict:
-    features = [
-        {
-            "feature": "x",
-            "test": "ks",
-            "statistic": 0.3 if drifted else 0.01,
-            "effect": 0.2,
-            "psi": 0.1,
-            "p_adjusted": 0.001,
-            "drifted": drifted,
-        },
-        {
-            "feature": "c",
-            "test": "chi2",
-            "statistic": 1.0,
-            "effect": 0.0,
-            "psi": 0.0,
-            "p_adjusted": 0.9,
-            "drifted": False,
-        },
-    ]
-    return {
-        "data_drift": {"features": features, "drift": drifted} if version else None,
-        "performance": {"accuracy": accuracy, "validation_accuracy": 0.8} if version else None,
-        "decision": {"reason": reason},
-    }
+from tests.utils.history import Cycle, store_cycles
 
 
 def test_history_marks_promotions_and_keeps_time_order(tmp_path: Path) -> None:
     engine = get_engine(f"sqlite:///{tmp_path / 'h.db'}")
-    source = SyntheticSource(mode="stable", batch_size=20)
-    plan = [
+    plan: list[Cycle] = [
         (None, None, False, "no champion yet"),
         (0.81, 1, False, "ok"),
         (0.52, 1, True, "concept drift"),
         (0.79, 2, False, "ok"),
     ]
-    for i, (accuracy, version, drifted, reason) in enumerate(plan):
-        batch = repository.ingest_next(engine, source, ingest_key=f"k{i}")
-        repository.save_drift_report(
-            engine,
-            source=source.name,
-            batch_id=batch.id,
-            champion_version=version,
-            data_drift=drifted,
-            concept_drift=accuracy is not None and accuracy < 0.6,
-            retrain=version is None or drifted,
-            report=_report(accuracy, version, drifted, reason),
-        )
+    store_cycles(engine, plan)
     frame = history.drift_history(engine)
     assert list(frame.columns) == history.HISTORY_COLUMNS
     assert list(frame["batch_id"]) == [1, 2, 3, 4]
