@@ -31,7 +31,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: help install demo test test-unit test-browser test-integration lint format bench lock clean
+.PHONY: help install demo test test-unit test-browser test-docker test-integration lint format bench lock clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,10 +51,11 @@ demo: install ## Run the loop: Prefect server, MLflow, process pool, deployments
 	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
 	honcho -f infra/local/Procfile -d . start
 
-test: install ## Run the test suite (unit, flow, API, console, integration and browser tests)
+test: install ## Run the test suite (unit, flow, API, console, integration, browser and Docker tests)
 	infra/scripts/ensure-test-deps.sh
 	infra/scripts/ensure-debian-package.sh /usr/bin/chromium chromium
-	$(PY) -m pytest -m "not docker"
+	infra/scripts/ensure-docker.sh
+	$(PY) -m pytest
 
 test-unit: install ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit tests/notify
@@ -62,6 +63,11 @@ test-unit: install ## Unit tests only (no servers)
 test-browser: install ## Browser test only: headless Chromium against the demo stack
 	infra/scripts/ensure-debian-package.sh /usr/bin/chromium chromium
 	$(PY) -m pytest -m browser
+
+test-docker: install ## Docker tests only: Docker work pool, compose.yaml (installs and starts the engine as root)
+	infra/scripts/ensure-test-deps.sh
+	infra/scripts/ensure-docker.sh
+	$(PY) -m pytest -m docker
 
 test-integration: install ## Integration tests only (real Prefect, MLflow, PostgreSQL servers)
 	infra/scripts/ensure-test-deps.sh
@@ -83,8 +89,9 @@ bench: install ## Benchmarks: prequential Elec2, cycle wall time, drift vs Evide
 	infra/scripts/ensure-debian-package.sh wrk wrk --required
 	$(PY) -m bench.api_throughput
 
-lock: ## Re-resolve requirements/lock.txt from pyproject.toml
+lock: ## Re-resolve requirements/lock.txt (dev) and requirements/runtime.txt (images) from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra bench -p 3.11 --no-header -o requirements/lock.txt
+	$(VENV)/bin/uv pip compile pyproject.toml -c requirements/lock.txt -p 3.11 --no-header -o requirements/runtime.txt
 
 clean: ## Remove local state (.iac) and caches
 	rm -rf .iac .pytest_cache .mypy_cache .ruff_cache

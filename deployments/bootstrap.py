@@ -2,10 +2,17 @@
 
 Idempotent: waits for the Prefect and MLflow servers, migrates the project database,
 creates the work pool and the retrain global concurrency limit, stores the Discord
-webhook as a Secret block when ``IAC_DISCORD_WEBHOOK_URL`` is set, runs
-``prefect deploy --all`` and, with ``--worker``, execs ``prefect worker start``.
+webhook as a Secret block when ``IAC_DISCORD_WEBHOOK_URL`` is set, deploys the
+``prefect.yaml`` deployments of the pool's type and, with ``--worker``, execs
+``prefect worker start``.
 
-    python -m deployments.bootstrap [--worker] [--pool NAME] [--type process]
+    python -m deployments.bootstrap [--worker] [--pool NAME] [--type process|docker]
+
+``--type docker`` deploys the ``*-docker`` deployments: ``prefect deploy`` builds the
+flows image (``IAC_IMAGE_NAME``:``IAC_IMAGE_TAG`` from ``IAC_BASE_IMAGE``) on the local
+Docker engine, and the database URL, which flow containers need and which holds a
+password, is stored as the Secret block ``ia-continu-database-url`` for the worker to
+resolve at run time.
 """
 
 from __future__ import annotations
@@ -28,6 +35,16 @@ from ia_continu.settings import get_settings
 from ia_continu.storage.schema import get_engine
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+DATABASE_URL_BLOCK = "ia-continu-database-url"
+DOCKER_SUFFIX = "-docker"
+# prefect.yaml's build step and job variables read these; a value unset here would be
+# templated to an empty string by `prefect deploy`.
+DOCKER_DEFAULTS = {
+    "IAC_IMAGE_NAME": "ia-continu-flows",
+    "IAC_IMAGE_TAG": "local",
+    "IAC_BASE_IMAGE": "python:3.11-slim-bookworm",
+    "IAC_DOCKER_NETWORK_MODE": "host",
+}
 
 
 def wait_for(url: str, name: str, timeout: float = 120.0) -> None:
@@ -51,7 +68,7 @@ async def ensure_prefect_objects(pool: str, pool_type: str, limit_name: str) -> 
     """Create the work pool and the global concurrency limit unless they exist."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     async with get_client() as client:
         try:
@@ -61,13 +78,16 @@ async def ensure_prefect_objects(pool: str, pool_type: str, limit_name: str) -> 
             logger.info("created work pool {} ({})", pool, pool_type)
         except ObjectAlreadyExists:
             logger.info("work pool {} exists", pool)
+        # Read first: on PostgreSQL a duplicate create is a bare 409, not
+        # ObjectAlreadyExists as on SQLite.
         try:
+            await client.read_global_concurrency_limit_by_name(limit_name)
+            logger.info("global concurrency limit {} exists", limit_name)
+        except ObjectNotFound:
             await client.create_global_concurrency_limit(
                 GlobalConcurrencyLimitCreate(name=limit_name, limit=1)  # type: ignore[arg-type]
             )
             logger.info("created global concurrency limit {} (1 slot)", limit_name)
-        except ObjectAlreadyExists:
-            logger.info("global concurrency limit {} exists", limit_name)
 
 
 def store_webhook_secret() -> None:
@@ -85,13 +105,63 @@ def store_webhook_secret() -> None:
     logger.info("stored the Discord webhook in Secret block {!r}", settings.discord_secret_block)
 
 
-def deploy(pool: str) -> None:
-    """``prefect deploy --all`` from the project root, on work pool ``pool``."""
-    env = {**os.environ, "IAC_PROJECT_DIR": str(PROJECT_DIR), "IAC_WORK_POOL": pool}
+def deployment_names(
+    pool_type: str, prefect_file: Path = PROJECT_DIR / "prefect.yaml"
+) -> list[str]:
+    """``flow/deployment`` names in ``prefect_file`` for a pool type.
+
+    The Docker set is the deployments whose name ends in ``-docker``; the process set is
+    the rest.
+
+    Raises:
+        SystemExit: when the file defines no deployment for ``pool_type``.
+    """
+    import yaml
+
+    docker = pool_type == "docker"
+    names = [
+        f"{entry['entrypoint'].rsplit(':', 1)[1]}/{entry['name']}"
+        for entry in yaml.safe_load(prefect_file.read_text())["deployments"]
+        if entry["name"].endswith(DOCKER_SUFFIX) == docker
+    ]
+    if not names:
+        raise SystemExit(f"{prefect_file} defines no deployment for a {pool_type} pool")
+    return names
+
+
+def deploy(pool: str, pool_type: str, mlflow_tracking_uri: str) -> None:
+    """``prefect deploy`` of the pool type's deployments from the project root."""
+    env = {
+        **os.environ,
+        "IAC_PROJECT_DIR": str(PROJECT_DIR),
+        "IAC_WORK_POOL": pool,
+        "IAC_MLFLOW_TRACKING_URI": mlflow_tracking_uri,
+    }
+    if pool_type == "docker":
+        env = {**DOCKER_DEFAULTS, **{k: v for k, v in env.items() if v}}
     prefect = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
-    subprocess.run(
-        [prefect, "--no-prompt", "deploy", "--all"], cwd=PROJECT_DIR, env=env, check=True
-    )
+    names = [arg for name in deployment_names(pool_type) for arg in ("-n", name)]
+    subprocess.run([prefect, "--no-prompt", "deploy", *names], cwd=PROJECT_DIR, env=env, check=True)
+
+
+def store_database_url_secret(database_url: str) -> None:
+    """Save the project database URL as Secret block ``ia-continu-database-url``.
+
+    Flow containers get it through the Docker deployments' job variables, resolved by
+    the worker at run time (the URL holds a password; it is never logged).
+
+    Raises:
+        SystemExit: when the URL is SQLite, which containers cannot share safely.
+    """
+    if database_url.startswith("sqlite"):
+        raise SystemExit(
+            "IAC_DATABASE_URL must name a database server (postgresql+psycopg://...) for a"
+            " Docker work pool: each flow run is a new container"
+        )
+    from prefect.blocks.system import Secret
+
+    Secret(value=database_url).save(DATABASE_URL_BLOCK, overwrite=True)  # type: ignore[arg-type,unused-coroutine]
+    logger.info("stored the database URL in Secret block {!r}", DATABASE_URL_BLOCK)
 
 
 def ensure_console_token(database_url: str) -> None:
@@ -116,7 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", default=os.environ.get("IAC_WORK_POOL", "ia-continu-process"))
-    parser.add_argument("--type", default="process", dest="pool_type")
+    parser.add_argument(
+        "--type", default="process", choices=("process", "docker"), dest="pool_type"
+    )
     parser.add_argument("--worker", action="store_true", help="exec a worker afterwards")
     args = parser.parse_args(argv)
     settings = settings_or_exit()
@@ -129,8 +201,10 @@ def main(argv: list[str] | None = None) -> None:
         ensure_prefect_objects(args.pool, args.pool_type, settings.retrain_concurrency_limit)
     )
     store_webhook_secret()
+    if args.pool_type == "docker":
+        store_database_url_secret(settings.resolved_database_url)
     ensure_console_token(settings.resolved_database_url)
-    deploy(args.pool)
+    deploy(args.pool, args.pool_type, settings.mlflow_tracking_uri)
     ui = api_url.removesuffix("/api")
     api_port = os.environ.get("IAC_API_PORT", "8000")
     print(
@@ -138,15 +212,17 @@ def main(argv: list[str] | None = None) -> None:
         f"  Predict API  http://127.0.0.1:{api_port}/docs"
         f"  (token: .venv/bin/ia-continu token create <name>)\n"
         f"  Console      http://127.0.0.1:{os.environ.get('IAC_UI_PORT', '8501')}\n"
-        f"  Deployments  continuous_training/continuous-training runs every"
+        f"  Deployments  {deployment_names(args.pool_type)[0]} runs every"
         f" {settings.schedule_interval_seconds} s on pool {args.pool}\n",
         flush=True,
     )
     if args.worker:
         prefect = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
-        os.execv(
-            prefect, [prefect, "worker", "start", "--pool", args.pool, "--type", args.pool_type]
-        )
+        command = [prefect, "worker", "start", "--pool", args.pool, "--type", args.pool_type]
+        if args.pool_type == "docker":
+            # prefect-docker is in the image; never pip-install at start (air-gapped).
+            command += ["--install-policy", "never"]
+        os.execv(prefect, command)
 
 
 if __name__ == "__main__":

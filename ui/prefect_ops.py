@@ -31,6 +31,12 @@ DEPLOYMENTS: dict[str, str] = {
 SCHEDULED = DEPLOYMENTS["continuous_training"]
 
 
+def deployments_for(suffix: str) -> dict[str, str]:
+    """``DEPLOYMENTS`` for one pool's set in prefect.yaml: ``'-docker'`` names the Docker
+    pool's deployments (``continuous_training/continuous-training-docker``)."""
+    return {label: name + suffix for label, name in DEPLOYMENTS.items()}
+
+
 class PrefectUnavailable(RuntimeError):
     """Prefect did not answer in time, is down, or lacks the deployment (message says which)."""
 

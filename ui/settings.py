@@ -33,6 +33,12 @@ class UiSettings(BaseSettings):
     api_token_file: Path | None = Field(
         None, description="File holding the token (read when IAC_UI_API_TOKEN is unset)."
     )
+    deployment_suffix: str = Field(
+        "",
+        pattern=r"^(-[a-z0-9]+)?$",
+        description="Suffix of the deployments the console drives: '' (process pool) or "
+        "'-docker' (the Docker pool's `*-docker` deployments in prefect.yaml).",
+    )
     timeout_seconds: float = Field(
         1.0, gt=0, le=30, description="Longest wait on a backend before the page says so."
     )

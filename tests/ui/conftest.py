@@ -37,7 +37,11 @@ def ui_prefect(prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 async def _create_deployments() -> None:
     async with get_client() as client:
-        for full_name in prefect_ops.DEPLOYMENTS.values():
+        names = [
+            *prefect_ops.DEPLOYMENTS.values(),
+            *prefect_ops.deployments_for("-docker").values(),
+        ]
+        for full_name in names:
             flow_name, deployment_name = full_name.split("/")
             flow_id = await client.create_flow_from_name(flow_name)
             await client.create_deployment(flow_id=flow_id, name=deployment_name)

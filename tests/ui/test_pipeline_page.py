@@ -74,3 +74,30 @@ def test_missing_deployment_is_named(prefect_api: str) -> None:
         prefect_ops.call(
             lambda: prefect_ops.start_run("continuous_training/absent", {}), 30, prefect_api
         )
+
+
+def test_docker_suffix_drives_the_docker_pool_deployments(
+    ui_prefect: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compose.yaml sets IAC_UI_DEPLOYMENT_SUFFIX=-docker: buttons and the schedule act on
+    prefect.yaml's `*-docker` deployments, never on the process pool's."""
+    monkeypatch.setenv("IAC_UI_DEPLOYMENT_SUFFIX", "-docker")
+    docker_name = "retrain/retrain-docker"
+    before = len(_runs_of(ui_prefect, docker_name))
+    process_before = len(_runs_of(ui_prefect, "retrain/retrain"))
+    app = AppTest.from_file(page("pipeline"), default_timeout=TIMEOUT).run()
+    app.button(key="run-retrain").click().run()
+    assert f"Started {docker_name}" in app.success[0].value
+    assert len(_runs_of(ui_prefect, docker_name)) == before + 1
+    assert len(_runs_of(ui_prefect, "retrain/retrain")) == process_before
+    assert any("continuous-training-docker` every 30 s" in m.value for m in app.markdown)
+
+
+def test_a_malformed_suffix_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from ui.settings import UiSettings
+
+    monkeypatch.setenv("IAC_UI_DEPLOYMENT_SUFFIX", "docker/../x")
+    with pytest.raises(ValidationError, match="deployment_suffix"):
+        UiSettings()

@@ -12,6 +12,8 @@ from ui import prefect_ops
 from ui.settings import get_ui_settings
 
 settings = get_ui_settings()
+deployments = prefect_ops.deployments_for(settings.deployment_suffix)
+scheduled = deployments["continuous_training"]
 st.title("Pipeline")
 
 
@@ -26,8 +28,8 @@ st.subheader("Start a flow run")
 force = st.checkbox(
     "Force retrain", help="continuous_training and detect_drift: retrain even without drift"
 )
-columns = st.columns(len(prefect_ops.DEPLOYMENTS))
-for column, (label, deployment) in zip(columns, prefect_ops.DEPLOYMENTS.items(), strict=True):
+columns = st.columns(len(deployments))
+for column, (label, deployment) in zip(columns, deployments.items(), strict=True):
     parameters: dict[str, Any] = {}
     if label in ("continuous_training", "detect_drift"):
         parameters["force_retrain"] = force
@@ -51,16 +53,18 @@ for column, (label, deployment) in zip(columns, prefect_ops.DEPLOYMENTS.items(),
 st.subheader("Schedule")
 try:
     paused = prefect_ops.call(
-        prefect_ops.schedule_paused, settings.timeout_seconds, settings.prefect_api_url
+        partial(prefect_ops.schedule_paused, scheduled),
+        settings.timeout_seconds,
+        settings.prefect_api_url,
     )
 except prefect_ops.PrefectUnavailable as exc:
     st.warning(f"Schedule state unknown: {exc}")
 else:
-    st.write(f"`{prefect_ops.SCHEDULED}` every 30 s: **{'paused' if paused else 'active'}**")
+    st.write(f"`{scheduled}` every 30 s: **{'paused' if paused else 'active'}**")
     if st.button("Resume schedule" if paused else "Pause schedule", key="schedule"):
         try:
             prefect_ops.call(
-                partial(prefect_ops.set_schedule_paused, not paused),
+                partial(prefect_ops.set_schedule_paused, not paused, scheduled),
                 settings.timeout_seconds,
                 settings.prefect_api_url,
             )

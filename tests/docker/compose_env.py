@@ -1,0 +1,36 @@
+"""Helpers for compose.yaml tests: a complete .env, and `docker-compose` with it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "compose.yaml"
+REQUIRED = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "IAC_UI_PASSWORD_HASH", "DOCKER_GID")
+# `${NAME`, `${NAME:-default}`, `${NAME:?message}`, `${NAME-x}`, `${NAME?x}`
+REFERENCE = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])?(?P<rest>[^}]*)\}")
+
+
+def references(text: str) -> list[re.Match[str]]:
+    """Every ``${VAR...}`` interpolation in ``text`` (``$$`` escapes excluded)."""
+    return [m for m in REFERENCE.finditer(text) if text[max(m.start() - 1, 0)] != "$"]
+
+
+def write_env(path: Path, values: dict[str, str]) -> Path:
+    """A .env file with ``values`` (one KEY=value per line)."""
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    return path
+
+
+def compose(
+    env_file: Path, *args: str, project: str | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``docker-compose -f compose.yaml --env-file ENV [-p PROJECT] ARGS`` (not checked)."""
+    command = ["docker-compose", "-f", str(COMPOSE_FILE), "--env-file", str(env_file)]
+    if project:
+        command += ["-p", project]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )

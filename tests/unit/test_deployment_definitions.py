@@ -1,0 +1,111 @@
+"""prefect.yaml: one definition per flow, deployed to a process pool or to a Docker pool
+(YAML anchors), and requirements/runtime.txt (the images' lock) agreeing with the dev lock."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deployments.bootstrap import DOCKER_SUFFIX, deployment_names
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def deployments() -> list[dict[str, Any]]:
+    loaded: list[dict[str, Any]] = yaml.safe_load((ROOT / "prefect.yaml").read_text())[
+        "deployments"
+    ]
+    return loaded
+
+
+def test_each_flow_has_one_process_and_one_docker_deployment(
+    deployments: list[dict[str, Any]],
+) -> None:
+    process = {d["entrypoint"]: d for d in deployments if not d["name"].endswith(DOCKER_SUFFIX)}
+    docker = {d["entrypoint"]: d for d in deployments if d["name"].endswith(DOCKER_SUFFIX)}
+    assert set(process) == set(docker) and len(process) == 5
+    for entrypoint, local in process.items():
+        remote = docker[entrypoint]
+        assert remote["name"] == local["name"] + DOCKER_SUFFIX
+        # Same definition (anchors), only the pool, build and pull differ.
+        shared = {k: v for k, v in local.items() if k not in ("name", "work_pool")}
+        assert {k: remote[k] for k in shared} == shared
+        assert "build" not in local and "pull" not in local  # top-level: no build, local dir
+
+
+def test_docker_deployments_build_a_local_image_and_never_pull(
+    deployments: list[dict[str, Any]],
+) -> None:
+    for deployment in (d for d in deployments if d["name"].endswith(DOCKER_SUFFIX)):
+        (step,) = deployment["build"]
+        build = step["prefect_docker.deployments.steps.build_docker_image"]
+        assert build["id"] == "build-image"
+        assert build["requires"].startswith("prefect-docker>=0.5")
+        assert build["dockerfile"] == "infra/docker/Dockerfile" and build["target"] == "flows"
+        assert build["pull"] is False  # no registry: the base image is local
+        assert "{{ $IAC_IMAGE_NAME }}" == build["image_name"]
+        assert "{{ $IAC_IMAGE_TAG }}" == build["tag"]
+        variables = deployment["work_pool"]["job_variables"]
+        assert variables["image"] == "{{ build-image.image }}"
+        assert variables["image_pull_policy"] == "Never"
+        assert variables["auto_remove"] is True
+        # The database password is resolved by the worker from a Secret block.
+        assert "prefect.blocks.secret" in variables["env"]["IAC_DATABASE_URL"]
+        (pull,) = deployment["pull"]
+        assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == (
+            "/opt/ia-continu"
+        )
+    top = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    assert top["build"] is None and top["push"] is None
+
+
+def test_only_continuous_training_is_scheduled(deployments: list[dict[str, Any]]) -> None:
+    scheduled = {d["name"] for d in deployments if d.get("schedules")}
+    assert scheduled == {"continuous-training", "continuous-training-docker"}
+    for deployment in deployments:
+        for schedule in deployment.get("schedules", []):
+            assert schedule["interval"] == 30
+
+
+def test_bootstrap_picks_one_set_by_pool_type() -> None:
+    process, docker = deployment_names("process"), deployment_names("docker")
+    assert "continuous_training/continuous-training" in process
+    assert "continuous_training/continuous-training-docker" in docker
+    assert not set(process) & set(docker)
+    assert len(process) == len(docker) == 5
+
+
+def test_bootstrap_refuses_a_sqlite_database_for_a_docker_pool() -> None:
+    from deployments.bootstrap import store_database_url_secret
+
+    with pytest.raises(SystemExit, match="IAC_DATABASE_URL must name a database server"):
+        store_database_url_secret("sqlite:////tmp/iac.db")
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)", line)
+        if match:
+            pins[re.sub(r"\[.*\]", "", match[1]).lower()] = match[2]
+    return pins
+
+
+def test_runtime_lock_is_the_dev_lock_without_dev_tools() -> None:
+    """The images install requirements/runtime.txt: same versions as the tested lock, every
+    direct dependency present, no test or lint tool (`make lock` writes both)."""
+    runtime, dev = _pins(ROOT / "requirements/runtime.txt"), _pins(ROOT / "requirements/lock.txt")
+    for name, version in runtime.items():
+        assert dev.get(name) == version, (name, version, dev.get(name))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name = re.split(r"[=<>\[ ]", requirement, maxsplit=1)[0].lower()
+        assert name in runtime, name
+    for tool in ("pytest", "ruff", "mypy", "playwright", "schemathesis", "evidently"):
+        assert tool not in runtime, tool
