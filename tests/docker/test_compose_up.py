@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from ia_continu.passwords import hash_password
 from tests.docker.compose_env import ROOT, compose, write_env
-from tests.utils.servers import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -41,6 +43,26 @@ SERVICES = [
 ]
 LONG_RUNNING = [s for s in SERVICES if s != "bootstrap"]
 TIMINGS = ROOT / "test-artifacts" / "compose-up-timings.json"
+LOGS = ROOT / "test-artifacts" / "compose-up.log"  # every service's log, kept for CI
+
+
+def _service_ports(names: tuple[str, ...]) -> dict[str, str]:
+    """Free ports below the ephemeral range: a port picked by binding to 0 is ephemeral,
+    and an outgoing connection may take it before the container's server binds it (the
+    server then exits with "port already in use" and restarts)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    ports: dict[str, str] = {}
+    while len(ports) < len(names):
+        port = rng.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if str(port) not in ports.values():
+            ports[names[len(ports)]] = str(port)
+    return ports
 
 
 def _build_substitute(target: str, base_image: str) -> str:
@@ -82,9 +104,8 @@ def stack(
         if t in ("postgres", "prometheus", "pushgateway")
     }
     timings["substitute_images_s"] = round(time.monotonic() - started, 1)
-    ports = {
-        name: str(free_port())
-        for name in (
+    ports = _service_ports(
+        (
             "POSTGRES_PORT",
             "PREFECT_PORT",
             "MLFLOW_PORT",
@@ -94,7 +115,7 @@ def stack(
             "PROMETHEUS_PORT",
             "PUSHGATEWAY_PORT",
         )
-    }
+    )
     values = {
         "POSTGRES_PASSWORD": secrets.token_hex(16),
         "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(8),
@@ -124,6 +145,9 @@ def stack(
         timings["compose_up_s"] = round(time.monotonic() - started, 1)
         yield env_file, project, values, timings
     finally:
+        logs = compose(env_file, "logs", "--no-color", "--timestamps", project=project)
+        LOGS.parent.mkdir(exist_ok=True)
+        LOGS.write_text(logs.stdout)
         compose(env_file, "down", "-v", "--remove-orphans", project=project, timeout=300)
 
 
@@ -131,7 +155,7 @@ def _logs(env_file: Path, project: str) -> str:
     return compose(env_file, "logs", "--no-color", "--tail", "40", project=project).stdout[-8000:]
 
 
-def _health(project: str, service: str) -> str:
+def _state(project: str, service: str) -> dict[str, Any]:
     ids = subprocess.run(
         [
             "docker",
@@ -147,11 +171,16 @@ def _health(project: str, service: str) -> str:
         check=True,
     ).stdout.split()
     assert ids, f"no container for {service}"
-    state = json.loads(
+    inspected: dict[str, Any] = json.loads(
         subprocess.run(
             ["docker", "inspect", ids[0]], capture_output=True, text=True, check=True
         ).stdout
-    )[0]["State"]
+    )[0]
+    return inspected
+
+
+def _health(project: str, service: str) -> str:
+    state = _state(project, service)["State"]
     if state["Status"] == "exited":
         return f"exited {state['ExitCode']}"
     return str(state["Health"]["Status"] if "Health" in state else state["Status"])
@@ -228,6 +257,10 @@ def test_compose_stack_serves_a_model_trained_in_a_flow_container(
 
     ui = httpx.get(f"http://127.0.0.1:{values['UI_PORT']}/_stcore/health", timeout=5)
     assert ui.status_code == 200
+
+    # Nothing crashed and came back on its own along the way.
+    restarts = {s: _state(project, s)["RestartCount"] for s in LONG_RUNNING}
+    assert set(restarts.values()) == {0}, restarts
 
     # The bootstrap is idempotent on a PostgreSQL-backed Prefect (`up` re-runs it).
     again = compose(env_file, "run", "--rm", "bootstrap", project=project, timeout=600)
