@@ -54,6 +54,8 @@ demo: install ## Run the loop: Prefect server, MLflow, process pool, deployments
 test: install ## Run the test suite (unit, flow, API, console, integration, browser and Docker tests)
 	infra/scripts/ensure-test-deps.sh
 	infra/scripts/ensure-debian-package.sh /usr/bin/chromium chromium
+	infra/scripts/ensure-debian-package.sh promtool prometheus
+	infra/scripts/ensure-debian-package.sh prometheus-pushgateway prometheus-pushgateway
 	infra/scripts/ensure-docker.sh
 	$(PY) -m pytest
 

@@ -7,6 +7,7 @@ interval late.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from flows.guards import earlier_active_runs, pileup_reason
 from flows.hooks import notify_failure
 from flows.notify import notify
 from flows.retrain import retrain
+from flows.tasks import push_metrics
 from ia_continu.settings import get_settings
 
 
@@ -80,6 +82,7 @@ def continuous_training(force_retrain: bool = False) -> Any:
     """One cycle of the loop. ``force_retrain`` retrains even without drift."""
     logger = get_run_logger()
     settings = get_settings()
+    started = time.monotonic()
     own_id = flow_run.get_id() or ""
     try:
         active = earlier_active_runs(deployment.get_id(), own_id)
@@ -110,6 +113,12 @@ def continuous_training(force_retrain: bool = False) -> Any:
         state = notify(**event, return_state=True)
         if state.is_failed():
             logger.warning("notification failed: %s", state.message)
+    push_metrics(
+        drift,
+        outcome if isinstance(outcome, dict) else None,
+        time.monotonic() - started,
+        succeeded=True,
+    )
     return {
         "batch": batch,
         "drift": drift,

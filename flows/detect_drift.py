@@ -24,6 +24,14 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
         "concept_drift": bool(perf.get("drift", False)),
         "champion_accuracy": perf.get("accuracy"),
         "validation_accuracy": perf.get("validation_accuracy"),
+        "accuracy_floor": perf.get("floor"),
+        "features": [
+            {
+                key: item[key]
+                for key in ("feature", "test", "statistic", "p_adjusted", "effect", "drifted")
+            }
+            for item in data.get("features", [])
+        ],
         "retrain": report["decision"]["retrain"],
         "reason": report["decision"]["reason"],
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pendulum
 from loguru import logger
 
 from ia_continu.notify import discord
@@ -56,3 +57,12 @@ def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
         )
     except Exception as exc:  # a hook must never raise
         logger.warning("failure notification not sent: {}", type(exc).__name__)
+    if getattr(flow_run, "parent_task_run_id", None) is None:  # top-level runs only
+        try:
+            from flows.metrics_push import push_run
+
+            started = getattr(flow_run, "start_time", None)
+            duration = (pendulum.now("UTC") - started).total_seconds() if started else 0.0
+            push_run(None, None, duration, succeeded=False)
+        except Exception as exc:  # a hook must never raise
+            logger.warning("failure metrics not pushed: {}", type(exc).__name__)

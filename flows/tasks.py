@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
+from flows import metrics_push
 from flows.retries import IO_RETRIES
 from ia_continu import cycle
 from ia_continu.notify import discord
@@ -83,3 +84,18 @@ def send_discord(webhook_url: str | None, embed: dict[str, Any]) -> dict[str, An
         "attempts": delivery.attempts,
         "detail": delivery.detail,
     }
+
+
+@task(name="push-metrics")
+def push_metrics(
+    drift: dict[str, Any] | None,
+    outcome: dict[str, Any] | None,
+    duration_seconds: float,
+    succeeded: bool,
+) -> bool:
+    """Push the run's metrics to ``IAC_PUSHGATEWAY_URL`` (see ``ia_continu.flow_metrics``).
+
+    Best effort and no retries: the next cycle pushes again 30 s later, and a monitoring
+    outage must not fail the loop. Returns whether the push went through.
+    """
+    return metrics_push.push_run(drift, outcome, duration_seconds, succeeded)

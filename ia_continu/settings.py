@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     schedule_interval_seconds: int = Field(30, ge=5)
     retrain_concurrency_limit: str = "ia-continu-retrain"
 
+    # --- observability -------------------------------------------------------------------
+    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_json: bool = Field(False, description="JSON lines on stderr instead of the human format.")
+    log_dir: Path | None = Field(
+        None, description="Also write ia-continu.log here (rotated at 50 MB, kept 14 days)."
+    )
+    pushgateway_url: str | None = Field(
+        None, description="Prometheus Pushgateway (http://host:9091); unset: flows push nothing."
+    )
+    pushgateway_timeout_seconds: float = Field(3.0, gt=0, le=30)
+
     # --- notification --------------------------------------------------------------------
     discord_webhook_url: SecretStr | None = None
     discord_secret_block: str = "discord-webhook"

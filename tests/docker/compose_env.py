@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
-REQUIRED = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "IAC_UI_PASSWORD_HASH", "DOCKER_GID")
+REQUIRED = (
+    "POSTGRES_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "UPTIME_KUMA_ADMIN_PASSWORD",
+    "IAC_UI_PASSWORD_HASH",
+    "DOCKER_GID",
+)
 # `${NAME`, `${NAME:-default}`, `${NAME:?message}`, `${NAME-x}`, `${NAME?x}`
 REFERENCE = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])?(?P<rest>[^}]*)\}")
 
@@ -27,10 +34,17 @@ def write_env(path: Path, values: dict[str, str]) -> Path:
 def compose(
     env_file: Path, *args: str, project: str | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """``docker-compose -f compose.yaml --env-file ENV [-p PROJECT] ARGS`` (not checked)."""
+    """``docker-compose -f compose.yaml --env-file ENV [-p PROJECT] ARGS`` (not checked).
+
+    Variables of the caller's environment win over the env file in Compose, and `make`
+    exports some (PREFECT_PORT, MLFLOW_PORT): every variable compose.yaml reads is removed
+    from the environment, so the env file alone decides.
+    """
+    used = {m["name"] for m in references(COMPOSE_FILE.read_text())}
+    env = {key: value for key, value in os.environ.items() if key not in used}
     command = ["docker-compose", "-f", str(COMPOSE_FILE), "--env-file", str(env_file)]
     if project:
         command += ["-p", project]
     return subprocess.run(
-        [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
     )

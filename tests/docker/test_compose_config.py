@@ -23,7 +23,7 @@ from tests.docker.compose_env import (
 pytestmark = pytest.mark.docker
 
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "WEBHOOK", "HASH", "KEY")
-ONE_SHOT = {"bootstrap"}
+ONE_SHOT = {"bootstrap", "uptime-kuma-provision"}
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,7 @@ def _required_env() -> dict[str, str]:
     return {
         "POSTGRES_PASSWORD": "0123abcd",
         "GRAFANA_ADMIN_PASSWORD": "grafana-pw",
+        "UPTIME_KUMA_ADMIN_PASSWORD": "kuma-password",
         "IAC_UI_PASSWORD_HASH": "scrypt:16384:8:1:c2FsdA==:aGFzaA==",
         "DOCKER_GID": "998",
     }
@@ -63,6 +64,7 @@ def test_the_whole_system_is_in_compose(config: dict[str, Any]) -> None:
         "pushgateway",
         "grafana",
         "uptime-kuma",
+        "uptime-kuma-provision",
     }
 
 

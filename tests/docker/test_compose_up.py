@@ -119,6 +119,7 @@ def stack(
     values = {
         "POSTGRES_PASSWORD": secrets.token_hex(16),
         "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(8),
+        "UPTIME_KUMA_ADMIN_PASSWORD": secrets.token_hex(8),
         "IAC_UI_PASSWORD_HASH": hash_password("compose-test-password"),
         "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
         "IAC_BASE_IMAGE": base_image,
@@ -257,6 +258,13 @@ def test_compose_stack_serves_a_model_trained_in_a_flow_container(
 
     ui = httpx.get(f"http://127.0.0.1:{values['UI_PORT']}/_stcore/health", timeout=5)
     assert ui.status_code == 200
+
+    # Flow-run containers pushed their metrics to the stack's Pushgateway.
+    pushed = httpx.get(f"http://127.0.0.1:{values['PUSHGATEWAY_PORT']}/metrics", timeout=5).text
+    assert (
+        'iac_flow_last_success_timestamp_seconds{deployment="continuous_training/'
+        'continuous-training-docker",instance="",job="ia-continu"}' in pushed
+    ), pushed[-3000:]
 
     # Nothing crashed and came back on its own along the way.
     restarts = {s: _state(project, s)["RestartCount"] for s in LONG_RUNNING}

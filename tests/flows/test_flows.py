@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from mlflow.tracking import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from flows.continuous_training import continuous_training, events
 from flows.detect_drift import detect_drift
 from flows.generate import generate
 from flows.retrain import retrain
 from ia_continu.settings import get_settings
+from tests.utils.prometheus import pushgateway
+from tests.utils.servers import free_port
 
 
 def _client() -> MlflowClient:
@@ -107,3 +113,42 @@ def test_events_only_on_drift_or_retrain() -> None:
     lasting = {**quiet, "data_drift": True, "data_drift_new": False}
     assert events(lasting, None) == []
     assert events({**lasting, "data_drift_new": True}, None)[0]["status"] == "drift"
+
+
+def test_continuous_training_pushes_its_metrics(
+    flow_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run pushes drift, retrain and run metrics to a real Pushgateway, grouped by
+    deployment (``continuous_training/local`` outside a deployment)."""
+    with pushgateway(flow_env / "pgw") as url:
+        monkeypatch.setenv("IAC_PUSHGATEWAY_URL", url)
+        get_settings.cache_clear()
+        continuous_training()  # bootstrap: a champion is trained and promoted
+        continuous_training()
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+    samples = {
+        (s.name, s.labels.get("feature", "")): (s.value, s.labels)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("iac_")
+    }
+    value, labels = samples[("iac_flow_last_success_timestamp_seconds", "")]
+    assert labels["job"] == "ia-continu"
+    assert labels["deployment"] == "continuous_training/local"
+    assert abs(value - time.time()) < 120
+    assert samples[("iac_champion_version", "")][0] == 1.0
+    assert samples[("iac_retrain_promoted", "")][0] == 1.0  # kept from the first run
+    assert 0.5 < samples[("iac_champion_accuracy", "")][0] <= 1.0
+    assert {"feature1", "feature2"} <= {
+        f for (n, f) in samples if n == "iac_feature_drift_detected"
+    }
+
+
+def test_a_dead_pushgateway_does_not_fail_the_loop(
+    flow_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IAC_PUSHGATEWAY_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("IAC_PUSHGATEWAY_TIMEOUT_SECONDS", "1")
+    get_settings.cache_clear()
+    state = continuous_training(return_state=True)
+    assert state.is_completed()

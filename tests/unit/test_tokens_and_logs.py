@@ -75,3 +75,57 @@ def test_api_does_not_import_prefect() -> None:
     code = "import sys, api.main, api.__main__; print('prefect' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_flow_run_processes_log_prefect_and_project_lines_as_redacted_json(
+    tmp_path: Path,
+) -> None:
+    """A flow-run process (PREFECT__FLOW_RUN_ID set) with IAC_LOG_JSON: Prefect's console
+    lines and ours are JSON on stderr, redacted, and copied to IAC_LOG_DIR."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("IAC_", "PREFECT_"))},
+        "PREFECT__FLOW_RUN_ID": "00000000-0000-0000-0000-000000000000",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "IAC_LOG_JSON": "true",
+        "IAC_LOG_DIR": str(tmp_path / "logs"),
+    }
+    code = (
+        "import logging, flows\n"
+        "from loguru import logger\n"
+        "logging.getLogger('prefect').warning('prefect says Bearer s3cr3t')\n"
+        "logger.info('ours: https://discord.com/api/webhooks/1/tok3n')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    messages = [line["record"]["message"] for line in lines]
+    assert "prefect says Bearer ***" in messages
+    assert "ours: https://discord.com/api/webhooks/1/***" in messages
+    assert "s3cr3t" not in result.stderr and "tok3n" not in result.stderr
+    written = (tmp_path / "logs" / "ia-continu.log").read_text()
+    assert "prefect says Bearer ***" in written
+
+
+def test_other_processes_keep_their_logging(tmp_path: Path) -> None:
+    """Importing flows outside a flow run (tests, tools) reconfigures nothing."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IAC_", "PREFECT_"))}
+    env.update(IAC_LOG_JSON="true", PREFECT_HOME=str(tmp_path / "prefect"))
+    code = "import flows\nfrom loguru import logger\nlogger.info('plain')\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "plain" in result.stderr
+    assert not result.stderr.lstrip().startswith("{")

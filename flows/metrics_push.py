@@ -1,0 +1,55 @@
+"""Push a flow run's metrics to the Pushgateway, labelled with its deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+from prefect.runtime import deployment, flow_run
+from prometheus_client import CollectorRegistry
+
+from ia_continu import flow_metrics
+from ia_continu.settings import get_settings
+
+
+def deployment_label() -> str:
+    """``flow/deployment`` of the running flow run, ``flow/local`` outside a deployment."""
+    flow_name = flow_run.get_flow_name() or "unknown"
+    return f"{flow_name}/{deployment.get_name() or 'local'}"
+
+
+def push_run(
+    drift: dict[str, Any] | None,
+    outcome: dict[str, Any] | None,
+    duration_seconds: float,
+    succeeded: bool,
+) -> bool:
+    """Build the registry for this run and push it; never raises (logs a warning).
+
+    Returns False when nothing was pushed (no ``IAC_PUSHGATEWAY_URL``, or it failed).
+    """
+    settings = get_settings()
+    if not settings.pushgateway_url:
+        return False
+    registry = CollectorRegistry()
+    champion = None
+    if drift is not None:
+        flow_metrics.drift_metrics(drift, registry)
+        champion = drift.get("champion_version")
+    if outcome is not None and "promoted" in outcome:
+        flow_metrics.retrain_metrics(outcome, registry)
+        if outcome["promoted"]:
+            champion = outcome.get("version")
+    flow_metrics.champion_metrics(registry, champion)
+    flow_metrics.run_metrics(registry, duration_seconds, succeeded)
+    try:
+        flow_metrics.push(
+            settings.pushgateway_url,
+            deployment_label(),
+            registry,
+            timeout=settings.pushgateway_timeout_seconds,
+        )
+    except OSError as exc:
+        logger.warning("metrics not pushed to {}: {}", settings.pushgateway_url, exc)
+        return False
+    return True

@@ -1,0 +1,180 @@
+"""Metrics of flow runs for Prometheus, through a Pushgateway.
+
+Flow runs live for seconds, too short to be scraped, so each top-level flow run pushes
+its metrics once, at its end, to a Prometheus Pushgateway (prometheus-client's
+``pushadd_to_gateway``; https://prometheus.github.io/client_python/exporting/pushgateway/).
+The grouping key is ``{job="ia-continu", deployment="<flow>/<deployment>"}``. ``pushadd``
+(HTTP POST) replaces only the metric names of this push within the group, so a cycle that
+did not retrain keeps the previous retrain outcome visible.
+
+Every metric is a gauge (a pushed counter would restart at each run); times are Unix
+seconds, accuracies fractions in 0..1.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+
+JOB = "ia-continu"
+
+
+def drift_metrics(summary: Mapping[str, Any], registry: CollectorRegistry) -> None:
+    """Add the drift report's metrics to ``registry``.
+
+    Args:
+        summary: ``flows.detect_drift.summarise`` output: ``data_drift``, ``concept_drift``,
+            ``champion_accuracy`` / ``validation_accuracy`` / ``accuracy_floor`` (0..1 or
+            None),
+            ``champion_version`` (int or None) and ``features``: one mapping per feature
+            with ``feature``, ``test`` (``ks`` or ``chi2``), ``statistic``, ``p_adjusted``,
+            ``effect`` and ``drifted``.
+        registry: where the gauges are registered.
+
+    Metrics: ``iac_feature_drift_statistic{feature,test}`` (KS D or chi-square),
+    ``iac_feature_drift_p_adjusted{feature}`` (Benjamini–Hochberg),
+    ``iac_feature_drift_effect{feature}`` (normalised Wasserstein or PSI),
+    ``iac_feature_drift_detected{feature}`` (0/1), ``iac_data_drift_detected``,
+    ``iac_concept_drift_detected``, ``iac_drifted_features``, ``iac_champion_accuracy``,
+    ``iac_champion_validation_accuracy``, ``iac_accuracy_floor``.
+    """
+    statistic = Gauge(
+        "iac_feature_drift_statistic",
+        "Drift test statistic of a feature, reference vs current window (KS D or chi-square).",
+        ["feature", "test"],
+        registry=registry,
+    )
+    p_adjusted = Gauge(
+        "iac_feature_drift_p_adjusted",
+        "Benjamini-Hochberg adjusted p-value of the feature's drift test.",
+        ["feature"],
+        registry=registry,
+    )
+    effect = Gauge(
+        "iac_feature_drift_effect",
+        "Effect size: normalised Wasserstein distance (numeric) or PSI (categorical).",
+        ["feature"],
+        registry=registry,
+    )
+    detected = Gauge(
+        "iac_feature_drift_detected",
+        "1 when the feature drifted (significant and above the effect-size floor).",
+        ["feature"],
+        registry=registry,
+    )
+    for item in summary.get("features", []):
+        name = str(item["feature"])
+        statistic.labels(feature=name, test=str(item["test"])).set(float(item["statistic"]))
+        p_adjusted.labels(feature=name).set(float(item["p_adjusted"]))
+        effect.labels(feature=name).set(float(item["effect"]))
+        detected.labels(feature=name).set(1.0 if item["drifted"] else 0.0)
+    _gauge(registry, "iac_data_drift_detected", "1 when dataset-level data drift is declared.").set(
+        1.0 if summary["data_drift"] else 0.0
+    )
+    _gauge(registry, "iac_concept_drift_detected", "1 when the champion's accuracy drifted.").set(
+        1.0 if summary["concept_drift"] else 0.0
+    )
+    _gauge(registry, "iac_drifted_features", "Number of drifted features.").set(
+        float(len(summary.get("drifted_features", [])))
+    )
+    if summary.get("champion_accuracy") is not None:
+        _gauge(
+            registry,
+            "iac_champion_accuracy",
+            "Champion accuracy on the newest labelled batch (0..1).",
+        ).set(float(summary["champion_accuracy"]))
+    if summary.get("accuracy_floor") is not None:
+        _gauge(
+            registry, "iac_accuracy_floor", "IAC_ACCURACY_FLOOR: concept drift below it (0..1)."
+        ).set(float(summary["accuracy_floor"]))
+    if summary.get("validation_accuracy") is not None:
+        _gauge(
+            registry,
+            "iac_champion_validation_accuracy",
+            "Champion accuracy on its own validation split at training time (0..1).",
+        ).set(float(summary["validation_accuracy"]))
+
+
+def retrain_metrics(
+    outcome: Mapping[str, Any], registry: CollectorRegistry, now: float | None = None
+) -> None:
+    """Add the retrain outcome's metrics to ``registry``.
+
+    Args:
+        outcome: ``retrain`` flow output: ``promoted`` (bool), ``version`` (int or None),
+            ``challenger_accuracy`` / ``champion_accuracy`` (0..1 or None), ``trigger``.
+        registry: where the gauges are registered.
+        now: Unix time of the outcome (default: now).
+
+    Metrics: ``iac_retrain_promoted`` (1 promoted, 0 rejected),
+    ``iac_retrain_timestamp_seconds{outcome}`` (when the last promotion / rejection
+    happened), ``iac_challenger_accuracy``.
+    """
+    outcome_name = "promoted" if outcome["promoted"] else "rejected"
+    _gauge(registry, "iac_retrain_promoted", "1 when the last challenger was promoted.").set(
+        1.0 if outcome["promoted"] else 0.0
+    )
+    Gauge(
+        "iac_retrain_timestamp_seconds",
+        "Unix time of the last retrain with this outcome.",
+        ["outcome", "trigger"],
+        registry=registry,
+    ).labels(outcome=outcome_name, trigger=str(outcome.get("trigger", ""))).set(
+        time.time() if now is None else now
+    )
+    if outcome.get("challenger_accuracy") is not None:
+        _gauge(
+            registry,
+            "iac_challenger_accuracy",
+            "Accuracy of the last challenger on the newest batch (0..1).",
+        ).set(float(outcome["challenger_accuracy"]))
+
+
+def champion_metrics(registry: CollectorRegistry, version: int | None) -> None:
+    """``iac_champion_version``: the registry version holding ``champion`` after the run
+    (the promoted challenger's when there was a promotion); nothing when there is none."""
+    if version is not None:
+        _gauge(
+            registry, "iac_champion_version", "Registry version holding the champion alias."
+        ).set(float(version))
+
+
+def run_metrics(
+    registry: CollectorRegistry, duration_seconds: float, succeeded: bool, now: float | None = None
+) -> None:
+    """Add the flow run's own metrics: ``iac_flow_duration_seconds`` and
+    ``iac_flow_last_success_timestamp_seconds`` or ``iac_flow_last_failure_timestamp_seconds``
+    (Unix seconds)."""
+    _gauge(registry, "iac_flow_duration_seconds", "Wall time of the last flow run.").set(
+        duration_seconds
+    )
+    name = "success" if succeeded else "failure"
+    _gauge(
+        registry,
+        f"iac_flow_last_{name}_timestamp_seconds",
+        f"Unix time of the last flow run that ended in {name}.",
+    ).set(time.time() if now is None else now)
+
+
+def push(gateway: str, deployment: str, registry: CollectorRegistry, timeout: float = 5.0) -> None:
+    """POST ``registry`` to the Pushgateway at ``gateway`` under grouping key
+    ``{job="ia-continu", deployment=...}``.
+
+    Raises:
+        OSError: the Pushgateway cannot be reached or answers an error
+            (``urllib.error.URLError`` / ``HTTPError`` are ``OSError`` subclasses).
+    """
+    pushadd_to_gateway(
+        gateway,
+        job=JOB,
+        registry=registry,
+        grouping_key={"deployment": deployment},
+        timeout=timeout,
+    )
+
+
+def _gauge(registry: CollectorRegistry, name: str, documentation: str) -> Gauge:
+    return Gauge(name, documentation, registry=registry)

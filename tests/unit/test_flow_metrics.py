@@ -1,0 +1,146 @@
+"""Flow metrics: what a run pushes, and pushes to a real Pushgateway (Debian's package)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ia_continu import flow_metrics
+from tests.utils.prometheus import pushgateway
+from tests.utils.servers import free_port
+
+SUMMARY = {
+    "data_drift": True,
+    "concept_drift": False,
+    "drifted_features": ["nswprice"],
+    "champion_accuracy": 0.81,
+    "validation_accuracy": 0.84,
+    "champion_version": 3,
+    "features": [
+        {
+            "feature": "nswprice",
+            "test": "ks",
+            "statistic": 0.31,
+            "p_adjusted": 1e-9,
+            "effect": 0.4,
+            "drifted": True,
+        },
+        {
+            "feature": "day",
+            "test": "chi2",
+            "statistic": 2.5,
+            "p_adjusted": 0.7,
+            "effect": 0.01,
+            "drifted": False,
+        },
+    ],
+}
+OUTCOME = {"promoted": True, "version": 4, "challenger_accuracy": 0.86, "trigger": "drift"}
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_drift_retrain_and_run_metrics() -> None:
+    registry = CollectorRegistry()
+    flow_metrics.drift_metrics(SUMMARY, registry)
+    flow_metrics.retrain_metrics(OUTCOME, registry, now=1_000.0)
+    flow_metrics.champion_metrics(registry, 4)
+    flow_metrics.run_metrics(registry, 6.5, succeeded=True, now=2_000.0)
+    samples = _samples(registry)
+    assert (
+        samples[("iac_feature_drift_statistic", (("feature", "nswprice"), ("test", "ks")))] == 0.31
+    )
+    assert samples[("iac_feature_drift_statistic", (("feature", "day"), ("test", "chi2")))] == 2.5
+    assert samples[("iac_feature_drift_detected", (("feature", "nswprice"),))] == 1.0
+    assert samples[("iac_feature_drift_detected", (("feature", "day"),))] == 0.0
+    assert samples[("iac_feature_drift_p_adjusted", (("feature", "day"),))] == 0.7
+    assert samples[("iac_data_drift_detected", ())] == 1.0
+    assert samples[("iac_concept_drift_detected", ())] == 0.0
+    assert samples[("iac_drifted_features", ())] == 1.0
+    assert samples[("iac_champion_accuracy", ())] == 0.81
+    assert samples[("iac_champion_validation_accuracy", ())] == 0.84
+    assert samples[("iac_retrain_promoted", ())] == 1.0
+    key = ("iac_retrain_timestamp_seconds", (("outcome", "promoted"), ("trigger", "drift")))
+    assert samples[key] == 1_000.0
+    assert samples[("iac_challenger_accuracy", ())] == 0.86
+    assert samples[("iac_champion_version", ())] == 4.0
+    assert samples[("iac_flow_duration_seconds", ())] == 6.5
+    assert samples[("iac_flow_last_success_timestamp_seconds", ())] == 2_000.0
+
+
+def test_no_champion_yet_pushes_no_accuracy_or_version() -> None:
+    registry = CollectorRegistry()
+    flow_metrics.drift_metrics(
+        {**SUMMARY, "champion_accuracy": None, "validation_accuracy": None}, registry
+    )
+    flow_metrics.champion_metrics(registry, None)
+    names = {name for name, _ in _samples(registry)}
+    assert not names & {"iac_champion_accuracy", "iac_champion_version"}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with pushgateway(tmp_path_factory.mktemp("pgw")) as url:
+        yield url
+
+
+def _pushed(gateway: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"{gateway}/metrics", timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("iac_")
+    }
+
+
+def test_push_groups_by_deployment_and_keeps_other_metrics(gateway: str) -> None:
+    first = CollectorRegistry()
+    flow_metrics.retrain_metrics(OUTCOME, first, now=1_000.0)
+    flow_metrics.run_metrics(first, 5.0, succeeded=True, now=1_000.0)
+    flow_metrics.push(gateway, "continuous_training/continuous-training", first)
+    # A later cycle without retrain: its push must not erase the retrain outcome.
+    second = CollectorRegistry()
+    flow_metrics.drift_metrics(SUMMARY, second)
+    flow_metrics.run_metrics(second, 7.0, succeeded=True, now=1_030.0)
+    flow_metrics.push(gateway, "continuous_training/continuous-training", second)
+    pushed = _pushed(gateway)
+    group = (
+        ("deployment", "continuous_training/continuous-training"),
+        ("instance", ""),
+        ("job", "ia-continu"),
+    )
+    assert pushed[("iac_retrain_promoted", group)] == 1.0
+    assert pushed[("iac_flow_duration_seconds", group)] == 7.0
+    assert pushed[("iac_flow_last_success_timestamp_seconds", group)] == 1_030.0
+    assert pushed[("iac_data_drift_detected", group)] == 1.0
+
+
+def test_an_unreachable_gateway_raises_oserror() -> None:
+    with pytest.raises(OSError):
+        flow_metrics.push(f"http://127.0.0.1:{free_port()}", "x/y", CollectorRegistry(), 1.0)
+
+
+def test_push_run_without_url_or_with_a_dead_gateway_never_raises(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from flows.metrics_push import push_run
+    from ia_continu.settings import get_settings
+
+    assert push_run(SUMMARY, OUTCOME, 1.0, succeeded=True) is False  # no URL: nothing
+    monkeypatch.setenv("IAC_PUSHGATEWAY_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("IAC_PUSHGATEWAY_TIMEOUT_SECONDS", "1")
+    get_settings.cache_clear()
+    assert push_run(SUMMARY, OUTCOME, 1.0, succeeded=True) is False
