@@ -8,12 +8,15 @@ set -euo pipefail
 version=${IAC_UPTIME_KUMA_VERSION:-2.0.0-dev.0}
 root=${IAC_UPTIME_KUMA_DIR:-$HOME/.cache/ia-continu/uptime-kuma-$version}
 pkg=$root/node_modules/uptime-kuma
+mkdir -p "$root"
+# `make test` starts this in the background; the test's own call waits for it here.
+exec 9> "$root.lock"
+flock 9
 if [ -f "$root/.installed" ]; then
   echo "$pkg"
   exit 0
 fi
 command -v npm > /dev/null || { echo "npm is missing (apt-get install nodejs npm)" >&2; exit 1; }
-mkdir -p "$root"
 cd "$root"
 [ -f package.json ] || echo '{"name": "iac-uptime-kuma", "private": true}' > package.json
 npm install --no-audit --no-fund --loglevel=error "uptime-kuma@$version" >&2
