@@ -105,6 +105,11 @@ def store_webhook_secret() -> None:
     logger.info("stored the Discord webhook in Secret block {!r}", settings.discord_secret_block)
 
 
+def _prefect() -> str:
+    """The ``prefect`` CLI of this environment (the venv's when not on PATH)."""
+    return shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
+
+
 def deployment_names(
     pool_type: str, prefect_file: Path = PROJECT_DIR / "prefect.yaml"
 ) -> list[str]:
@@ -139,9 +144,10 @@ def deploy(pool: str, pool_type: str, mlflow_tracking_uri: str) -> None:
     }
     if pool_type == "docker":
         env = {**DOCKER_DEFAULTS, **{k: v for k, v in env.items() if v}}
-    prefect = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
     names = [arg for name in deployment_names(pool_type) for arg in ("-n", name)]
-    subprocess.run([prefect, "--no-prompt", "deploy", *names], cwd=PROJECT_DIR, env=env, check=True)
+    subprocess.run(
+        [_prefect(), "--no-prompt", "deploy", *names], cwd=PROJECT_DIR, env=env, check=True
+    )
 
 
 def store_database_url_secret(database_url: str) -> None:
@@ -217,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     if args.worker:
-        prefect = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
+        prefect = _prefect()
         command = [prefect, "worker", "start", "--pool", args.pool, "--type", args.pool_type]
         if args.pool_type == "docker":
             # prefect-docker is in the image; never pip-install at start (air-gapped).

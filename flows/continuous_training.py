@@ -101,29 +101,22 @@ def continuous_training(force_retrain: bool = False) -> Any:
 
     batch = generate(ingest_key=f"continuous_training:{own_id}")
     drift = detect_drift(force_retrain=force_retrain)
-    outcome = None
+    result = None
     if drift["retrain"]:
         trigger = (
             "manual"
             if force_retrain
             else ("bootstrap" if drift["champion_version"] is None else "drift")
         )
-        outcome = retrain(trigger=trigger, drift_report_id=drift["id"])
-    for event in events(drift, outcome if isinstance(outcome, dict) else None):
+        result = retrain(trigger=trigger, drift_report_id=drift["id"])
+    # retrain returns a dict, or a Completed state when it skipped (no usable window).
+    outcome = result if isinstance(result, dict) else None
+    for event in events(drift, outcome):
         state = notify(**event, return_state=True)
         if state.is_failed():
             logger.warning("notification failed: %s", state.message)
-    push_metrics(
-        drift,
-        outcome if isinstance(outcome, dict) else None,
-        time.monotonic() - started,
-        succeeded=True,
-    )
-    return {
-        "batch": batch,
-        "drift": drift,
-        "retrain": outcome if isinstance(outcome, dict) else None,
-    }
+    push_metrics(drift, outcome, time.monotonic() - started, succeeded=True)
+    return {"batch": batch, "drift": drift, "retrain": outcome}
 
 
 if __name__ == "__main__":

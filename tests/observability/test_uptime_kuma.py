@@ -132,9 +132,9 @@ def test_a_changed_url_updates_the_monitor_in_place(kuma: str) -> None:
     assert len(after) == len(before)
 
 
-def test_missing_password_names_the_variable(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IAC_")}
-    result = subprocess.run(
+def _provision_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m deployments.uptime_kuma`` as an operator runs it, with ``env``."""
+    return subprocess.run(
         [sys.executable, "-m", "deployments.uptime_kuma"],
         cwd=ROOT,
         env=env,
@@ -142,6 +142,11 @@ def test_missing_password_names_the_variable(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
+
+
+def test_missing_password_names_the_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IAC_")}
+    result = _provision_cli(env)
     assert result.returncode == 2
     assert "IAC_UPTIME_KUMA_PASSWORD" in result.stderr
     assert "Traceback" not in result.stderr
@@ -154,13 +159,6 @@ def test_unreachable_kuma_fails_without_a_stack_trace() -> None:
         "IAC_UPTIME_KUMA_PASSWORD": PASSWORD,
         "IAC_UPTIME_KUMA_TIMEOUT_SECONDS": "2",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "deployments.uptime_kuma"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _provision_cli(env)
     assert result.returncode == 1
     assert "Uptime Kuma" in result.stderr and "Traceback" not in result.stderr
