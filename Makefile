@@ -31,7 +31,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: help install demo test test-unit test-browser test-docker test-integration lint format bench lock clean
+.PHONY: help install demo test test-unit test-browser test-docker test-integration lint format mutation bench lock clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -88,6 +88,10 @@ lint: install ## ruff check, ruff format --check, mypy
 format: install ## Format and autofix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+mutation: install ## Mutation testing (mutmut) of the pile-up guard and the retry policy; lists survivors
+	$(VENV)/bin/mutmut run
+	$(VENV)/bin/mutmut results
 
 bench: install ## Benchmarks: prequential Elec2, cycle wall time, drift vs Evidently, API vs MLflow serving
 	$(PY) -m bench.prequential

@@ -11,6 +11,7 @@ import contextlib
 import gc
 import os
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,13 +19,13 @@ from fastapi.openapi.utils import get_openapi
 from loguru import logger
 
 from api import metrics
-from api.middleware import RequestContextMiddleware
+from api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from api.routes import health, model, predict
 from api.routes import metrics as metrics_route
 from api.settings import ApiSettings, get_api_settings
 from ia_continu.logs import configure_logging
 from ia_continu.serving.champion import ChampionWatcher, PollOutcome
-from ia_continu.serving.prediction_log import PredictionLog
+from ia_continu.serving.prediction_log import PredictionLog, Retention
 from ia_continu.settings import Settings, get_settings
 from ia_continu.storage.schema import get_engine
 from ia_continu.tokens import TokenVerifier
@@ -37,12 +38,24 @@ document shows the signature of the version loaded when it was generated."""
 
 def _record(outcome: PollOutcome, watcher: ChampionWatcher) -> None:
     metrics.REGISTRY_UP.set(0 if outcome is PollOutcome.UNREACHABLE else 1)
-    if outcome is PollOutcome.RELOADED and watcher.current is not None:
+    metrics.MODEL_FALLBACK.labels(watcher.name).set(1 if watcher.fallback_reason else 0)
+    if outcome in (PollOutcome.RELOADED, PollOutcome.FALLBACK) and watcher.current is not None:
         metrics.RELOADS.inc()
         metrics.MODEL_VERSION.labels(watcher.name).set(watcher.current.version)
         metrics.MODEL_LOADED_AT.labels(watcher.name).set(watcher.current.loaded_at.timestamp())
-    elif outcome in (PollOutcome.UNREACHABLE, PollOutcome.LOAD_FAILED):
-        metrics.RELOAD_FAILURES.labels(outcome.value).inc()
+    if outcome in (PollOutcome.UNREACHABLE, PollOutcome.LOAD_FAILED, PollOutcome.FALLBACK):
+        # FALLBACK: the alias's version failed to load, the fallback version serves.
+        reason = PollOutcome.LOAD_FAILED if outcome is PollOutcome.FALLBACK else outcome
+        metrics.RELOAD_FAILURES.labels(reason.value).inc()
+
+
+def _retention(api_settings: ApiSettings) -> Retention:
+    hours, rows = api_settings.prediction_log_max_age_hours, api_settings.prediction_log_max_rows
+    return Retention(
+        max_age=timedelta(hours=hours) if hours > 0 else None,
+        max_rows=rows if rows > 0 else None,
+        interval_seconds=api_settings.prediction_log_retention_seconds,
+    )
 
 
 async def _reload_loop(watcher: ChampionWatcher, interval: float) -> None:
@@ -81,15 +94,24 @@ def create_app(
             use_onnx=api_settings.onnx,
         )
         metrics.MODEL_VERSION.labels(watcher.name).set(0)
+        metrics.MODEL_FALLBACK.labels(watcher.name).set(0)
         prediction_log = None
         if api_settings.prediction_log:
+            log_url = settings.resolved_prediction_log_database_url
+            log_engine = (
+                engine
+                if log_url == settings.resolved_database_url
+                else await asyncio.to_thread(get_engine, log_url)
+            )
             prediction_log = PredictionLog(
-                engine,
+                log_engine,
                 max_queued=api_settings.prediction_log_queue,
                 flush_seconds=api_settings.prediction_log_flush_seconds,
                 on_written=metrics.PREDICTION_LOG_WRITTEN.inc,
                 on_dropped=metrics.PREDICTION_LOG_DROPPED.inc,
                 on_failed=metrics.PREDICTION_LOG_FAILED.inc,
+                retention=_retention(api_settings),
+                on_pruned=metrics.PREDICTION_LOG_PRUNED.inc,
             )
             prediction_log.start()
         app.state.watcher = watcher
@@ -125,6 +147,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.api_settings = api_settings
+    # Added last = outermost: the request context also times and counts the 413s.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=api_settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, access_log=api_settings.access_log)
     for router in (predict.router, health.router, model.router, metrics_route.router):
         app.include_router(router)

@@ -53,6 +53,13 @@ RELOAD_FAILURES = Counter(
     "Polls that failed: registry unreachable or new version not loadable.",
     ["reason"],
 )
+MODEL_FALLBACK = Gauge(
+    "iac_api_model_fallback",
+    "1 while the served version is not the alias's version because that one cannot be "
+    "loaded (the previous model, or the last good one, serves instead).",
+    ["model_name"],
+    multiprocess_mode="mostrecent",
+)
 REGISTRY_UP = Gauge(
     "iac_api_registry_up",
     "1 if the last poll reached the model registry.",
@@ -64,6 +71,10 @@ PREDICTION_LOG_DROPPED = Counter(
 )
 PREDICTION_LOG_FAILED = Counter(
     "iac_api_prediction_log_failed", "Prediction rows lost to a database error."
+)
+PREDICTION_LOG_PRUNED = Counter(
+    "iac_api_prediction_log_pruned",
+    "Logged predictions deleted by the retention (age and row limits).",
 )
 AUTH_FAILURES = Counter("iac_api_auth_failures", "Requests refused for a bad or missing token.")
 

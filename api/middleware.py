@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request id, latency and status metrics, access log.
+"""Pure ASGI middleware: request id, latency and status metrics, access log; request
+body size limit.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: it adds no task or stream per request,
 which matters at thousands of requests per second.
@@ -11,6 +12,7 @@ import time
 import uuid
 from contextvars import ContextVar
 
+import orjson
 from loguru import logger
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -72,3 +74,79 @@ class RequestContextMiddleware:
                         )
         finally:
             REQUEST_ID.reset(token)
+
+
+class _BodyTooLarge(Exception):
+    """Raised from ``receive`` once a streamed body passes the limit."""
+
+
+class BodySizeLimitMiddleware:
+    """Answers 413 to a request whose body is larger than ``max_bytes``, before reading it.
+
+    A declared ``Content-Length`` over the limit is refused without reading a byte of
+    the body; a chunked body is counted as it arrives and refused as soon as it passes
+    the limit, so at most ``max_bytes`` (plus one chunk) are ever held in memory.
+    The connection stays open: uvicorn discards the rest of the body it receives.
+
+    Args:
+        app: the wrapped ASGI app.
+        max_bytes: largest accepted body (``IAC_API_MAX_BODY_BYTES``).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+        self._answer = orjson.dumps(
+            {
+                "detail": f"request body larger than {max_bytes} bytes "
+                "(IAC_API_MAX_BODY_BYTES); split the batch into smaller requests"
+            }
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                if value.isdigit() and int(value) > self.max_bytes:
+                    await self._refuse(send)
+                    return
+                break
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except _BodyTooLarge:
+            if started:  # cannot happen with our routes (they read the body first)
+                raise
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        logger.warning("request body over {} bytes refused (413)", self.max_bytes)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(self._answer)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": self._answer})

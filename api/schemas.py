@@ -49,6 +49,17 @@ class Readiness(BaseModel):
     ready: bool
     model_name: str
     model_version: int | None
+    alias: str | None = Field(
+        description="Alias the served version was loaded as: 'champion', or 'previous' when "
+        "the champion cannot be loaded at start-up."
+    )
+    alias_version: int | None = Field(
+        description="Version behind the followed alias (champion) at the last poll."
+    )
+    fallback_reason: str | None = Field(
+        description="Why the served version is not the champion's (that version cannot be "
+        "loaded); null when the champion serves."
+    )
     registry_reachable: bool | None
     last_poll_at: datetime | None
     last_error: str | None
@@ -68,9 +79,13 @@ class ModelInfo(BaseModel):
     input_columns: list[dict[str, Any]]
     signature: dict[str, Any]
     registry_reachable: bool | None
+    fallback_reason: str | None = Field(
+        description="Why this is not the champion's version (it cannot be loaded); null when "
+        "the champion serves."
+    )
 
 
 class ErrorMessage(BaseModel):
-    """Error body of 401 / 503 answers."""
+    """Error body of 401 / 413 / 503 answers."""
 
     detail: str

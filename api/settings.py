@@ -47,12 +47,36 @@ class ApiSettings(BaseSettings):
         gt=0,
         description="Write interval; short intervals keep each write (and its GIL hold) small.",
     )
+    prediction_log_max_age_hours: float = Field(
+        168.0,
+        ge=0,
+        description="Logged predictions older than this are deleted (0: no age limit).",
+    )
+    prediction_log_max_rows: int = Field(
+        1_000_000,
+        ge=0,
+        description="Logged predictions kept, the newest; older ones deleted (0: no limit).",
+    )
+    prediction_log_retention_seconds: float = Field(
+        60.0, gt=0, le=86_400, description="Seconds between two retention passes."
+    )
     onnx: bool = Field(
         True,
         description="Serve linear pipelines through onnxruntime when the conversion is exact.",
     )
     offload_rows: int = Field(
         512, ge=1, description="Batches this large are predicted in a thread, off the event loop."
+    )
+    offload_bytes: int = Field(
+        64 * 1024,
+        ge=0,
+        description="Bodies this large are parsed and validated in a thread, off the event loop.",
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body, in bytes (413 above it, refused before it is read "
+        "whole). 10 MiB holds IAC_API_MAX_BATCH_ROWS=10,000 rows of up to 1 KiB of JSON each.",
     )
     log_level: str = "INFO"
     log_json: bool = False

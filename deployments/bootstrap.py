@@ -1,12 +1,23 @@
 """Bootstrap a Prefect server for IA Continu, then (optionally) become its worker.
 
 Idempotent: waits for the Prefect and MLflow servers, migrates the project database,
-creates the work pool and the retrain global concurrency limit, stores the Discord
-webhook as a Secret block when ``IAC_DISCORD_WEBHOOK_URL`` is set, deploys the
-``prefect.yaml`` deployments of the pool's type and, with ``--worker``, execs
-``prefect worker start``.
+creates the work pool (its concurrency limit set to ``IAC_WORK_POOL_CONCURRENCY``) and the
+retrain global concurrency limit, stores the Discord webhook as a Secret block when
+``IAC_DISCORD_WEBHOOK_URL`` is set, deploys the ``prefect.yaml`` deployments of the pool's
+type and, with ``--worker``, runs ``prefect worker start`` under a supervisor.
 
-    python -m deployments.bootstrap [--worker] [--pool NAME] [--type process|docker]
+    python -m deployments.bootstrap [--worker | --worker-only] [--pool NAME]
+                                    [--type process|docker]
+
+``--worker-only`` skips the bootstrap (done elsewhere) and only runs the supervised worker.
+
+The supervisor (:func:`supervise`) keeps the loop alive through a Prefect outage: the
+worker exits after about a minute of failed polls, so it is restarted once the API
+answers again. Before each start and every few seconds it sweeps the pool
+(:func:`sweep_pool`): runs whose process is gone, or that sat ``Running``/``Pending``
+past the stale bound, are marked ``Crashed`` (they would hold work-pool slots for ever),
+and scheduled runs more than one interval late (the backlog of an outage) are closed as
+``Skipped`` before any process starts for them.
 
 ``--type docker`` deploys the ``*-docker`` deployments: ``prefect deploy`` builds the
 flows image (``IAC_IMAGE_NAME``:``IAC_IMAGE_TAG`` from ``IAC_BASE_IMAGE``) on the local
@@ -22,16 +33,23 @@ import asyncio
 import os
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import httpx
 from loguru import logger
 
+from flows.guards import crash, is_stale, stale_bound, stale_message
 from ia_continu.cli import settings_or_exit
-from ia_continu.settings import get_settings
+from ia_continu.settings import Settings, get_settings
 from ia_continu.storage.schema import get_engine
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -64,10 +82,18 @@ def wait_for(url: str, name: str, timeout: float = 120.0) -> None:
     raise SystemExit(f"{name} did not answer at {url} within {timeout:.0f} s")
 
 
-async def ensure_prefect_objects(pool: str, pool_type: str, limit_name: str) -> None:
-    """Create the work pool and the global concurrency limit unless they exist."""
+async def ensure_prefect_objects(
+    pool: str, pool_type: str, limit_name: str, pool_concurrency: int = 2
+) -> None:
+    """Create the work pool and the global concurrency limit unless they exist, and set
+    the pool's concurrency limit to ``pool_concurrency`` flow runs (Pending + Running):
+    after an outage the worker never starts more than that many processes at once."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        WorkPoolCreate,
+        WorkPoolUpdate,
+    )
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     async with get_client() as client:
@@ -78,6 +104,12 @@ async def ensure_prefect_objects(pool: str, pool_type: str, limit_name: str) -> 
             logger.info("created work pool {} ({})", pool, pool_type)
         except ObjectAlreadyExists:
             logger.info("work pool {} exists", pool)
+        # Unset fields are not sent (exclude_unset): only the limit changes.
+        await client.update_work_pool(
+            pool,
+            WorkPoolUpdate(concurrency_limit=pool_concurrency),  # type: ignore[call-arg]
+        )
+        logger.info("work pool {} runs at most {} flow run(s) at once", pool, pool_concurrency)
         # Read first: on PostgreSQL a duplicate create is a bare 409, not
         # ObjectAlreadyExists as on SQLite.
         try:
@@ -88,6 +120,226 @@ async def ensure_prefect_objects(pool: str, pool_type: str, limit_name: str) -> 
                 GlobalConcurrencyLimitCreate(name=limit_name, limit=1)  # type: ignore[arg-type]
             )
             logger.info("created global concurrency limit {} (1 slot)", limit_name)
+
+
+def _process_gone(infrastructure_pid: str | None) -> bool:
+    """True when a process-pool run's ``host:pid`` names a process of this host that no
+    longer exists (its worker died with it). Anything else (another host, a container
+    id, no pid yet, a process we may not signal) is not evidence of death."""
+    host, _, pid = (infrastructure_pid or "").partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def sweep_pool(
+    pool: str,
+    *,
+    interval: timedelta,
+    bound: timedelta,
+    check_pids: bool,
+    now: datetime | None = None,
+) -> dict[str, list[str]]:
+    """Free ``pool`` of dead runs and close the late backlog, through the Prefect API.
+
+    - ``Pending``/``Running`` runs whose process is gone (``check_pids``: a process pool
+      on this host) or that entered their state more than ``bound`` ago are marked
+      ``Crashed``: they hold work-pool slots until they leave those states.
+    - Auto-scheduled runs still ``Scheduled``/``Late`` more than ``interval`` after their
+      time are closed as ``Completed``/``Skipped``, as the flow's own guard would close
+      them, but before a process (5+ s of imports each) starts for them.
+
+    Returns ``{"crashed": [names], "skipped": [names], "in_flight": [names]}`` (the
+    last: ``Pending``/``Running`` runs left alone).
+
+    Raises:
+        httpx.HTTPError, prefect.exceptions.PrefectHTTPStatusError: API unreachable.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Completed
+
+    now = now or datetime.now(UTC)
+    in_pool = WorkPoolFilter(name=WorkPoolFilterName(any_=[pool]))
+    crashed: list[str] = []
+    skipped: list[str] = []
+    in_flight: list[str] = []
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_runs(
+            work_pool_filter=in_pool,
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING]),
+                    name=None,
+                )
+            ),
+        )
+        for run in current:
+            since: Any = run.start_time if run.state_type == StateType.RUNNING else None
+            if since is None and run.state is not None:
+                since = run.state.timestamp
+            if check_pids and _process_gone(run.infrastructure_pid):
+                why = (
+                    f"its process ({run.infrastructure_pid}) is gone, with the worker that"
+                    " started it; marked Crashed by the worker supervisor"
+                )
+            elif is_stale(since, now, bound):
+                why = stale_message(bound)
+            else:
+                in_flight.append(run.name)
+                continue
+            if crash(client, run.id, why):
+                crashed.append(run.name)
+        late = client.read_flow_runs(
+            work_pool_filter=in_pool,
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]), name=None
+                ),
+                expected_start_time=FlowRunFilterExpectedStartTime(before_=now - interval),
+            ),
+            limit=200,
+        )
+        for run in late:
+            if not run.auto_scheduled or run.expected_start_time is None:
+                continue  # a run someone asked for waits its turn, however late
+            late_by = (now - run.expected_start_time).total_seconds()
+            message = (
+                f"skipped: late by {late_by:.0f} s (> {interval.total_seconds():.0f} s),"
+                " backlog of an outage; the next scheduled run does the work"
+            )
+            result = client.set_flow_run_state(run.id, Completed(name="Skipped", message=message))
+            if result.state is not None and result.state.name == "Skipped":
+                skipped.append(run.name)
+    return {"crashed": crashed, "skipped": skipped, "in_flight": in_flight}
+
+
+def _api_healthy(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/health", timeout=2.0).is_success
+    except httpx.HTTPError:
+        return False
+
+
+def supervise(
+    command: list[str],
+    *,
+    api_url: str,
+    pool: str,
+    interval: timedelta,
+    bound: timedelta,
+    check_pids: bool,
+    restart_delay: float = 5.0,
+) -> int:
+    """Run the worker ``command`` until SIGTERM/SIGINT, restarting it whenever it exits.
+
+    A Prefect 2.20 worker exits after about a minute of failed polls, and after a
+    shorter outage sits in a back-off of up to a minute between polls. Here the worker
+    is restarted once ``api_url`` answers again: when it exited, and when the API comes
+    back with no run of the pool in flight (a fresh worker polls at once). Every
+    ``min(interval / 2, 5 s)`` the API's health is probed and :func:`sweep_pool` runs (also
+    before each start). A signal is forwarded to the worker, which gets 30 s to stop.
+    Returns the worker's last exit code.
+    """
+    stopping = threading.Event()
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+
+    def sweep() -> list[str] | None:
+        """Sweep the pool; the runs still in flight, or None when the API failed."""
+        try:
+            result = sweep_pool(pool, interval=interval, bound=bound, check_pids=check_pids)
+        except Exception as exc:  # an API blip: the next sweep will do
+            logger.warning("pool sweep failed ({}); retrying later", type(exc).__name__)
+            return None
+        if result["crashed"]:
+            logger.warning(
+                "marked Crashed {} dead run(s) of pool {}: {}",
+                len(result["crashed"]),
+                pool,
+                ", ".join(result["crashed"]),
+            )
+        if result["skipped"]:
+            logger.warning(
+                "skipped {} late scheduled run(s) (backlog of an outage): {}",
+                len(result["skipped"]),
+                ", ".join(result["skipped"]),
+            )
+        return result["in_flight"]
+
+    def stop_child(worker: subprocess.Popen[bytes]) -> int:
+        worker.terminate()
+        try:
+            return worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            return worker.wait()
+
+    every = max(1.0, min(interval.total_seconds() / 2, 5.0))
+    returncode = 0
+    while not stopping.is_set():
+        if not _api_healthy(api_url):
+            logger.warning("Prefect API {} unreachable; the worker starts when it answers", api_url)
+            stopping.wait(restart_delay)
+            continue
+        sweep()
+        child = worker = subprocess.Popen(command)
+        logger.info("worker started (pid {}) on pool {}", worker.pid, pool)
+        down_since: float | None = None
+        restarting = False
+        while True:
+            try:
+                returncode = worker.wait(timeout=every)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if stopping.is_set():
+                returncode = stop_child(worker)
+                break
+            if not _api_healthy(api_url):
+                if down_since is None:
+                    down_since = time.monotonic()
+                    logger.warning("Prefect API {} unreachable", api_url)
+                continue
+            in_flight = sweep()
+            if down_since is not None:
+                outage = time.monotonic() - down_since
+                down_since = None
+                logger.warning("Prefect API back after {:.0f} s", outage)
+                if in_flight == []:
+                    # Its back-off would delay the next poll by up to a minute.
+                    logger.info("restarting the idle worker so that it polls at once")
+                    returncode = stop_child(worker)
+                    restarting = True
+                    break
+        if not stopping.is_set() and not restarting:
+            logger.warning(
+                "worker exited with code {}; restarting it once the Prefect API answers",
+                returncode,
+            )
+            stopping.wait(restart_delay)
+    return returncode
 
 
 def store_webhook_secret() -> None:
@@ -188,6 +440,37 @@ def ensure_console_token(database_url: str) -> None:
     logger.info("console token created and written to {}", target)
 
 
+def worker_command(prefect: str, pool: str, pool_type: str, *, healthcheck: bool) -> list[str]:
+    """The ``prefect worker start`` command line the supervisor runs.
+
+    ``healthcheck`` adds ``--with-healthcheck`` (the worker's ``/health`` endpoint, which
+    the compose healthcheck probes).
+    """
+    command = [prefect, "worker", "start", "--pool", pool, "--type", pool_type]
+    if pool_type == "docker":
+        # prefect-docker is in the image; never pip-install at start (air-gapped).
+        command += ["--install-policy", "never"]
+    if healthcheck:
+        command.append("--with-healthcheck")
+    return command
+
+
+def run_worker(
+    pool: str, pool_type: str, api_url: str, settings: Settings, *, healthcheck: bool = False
+) -> int:
+    """``prefect worker start`` on ``pool`` under :func:`supervise`; its exit code."""
+    command = worker_command(_prefect(), pool, pool_type, healthcheck=healthcheck)
+    interval = timedelta(seconds=settings.schedule_interval_seconds)
+    return supervise(
+        command,
+        api_url=api_url,
+        pool=pool,
+        interval=interval,
+        bound=stale_bound(interval, settings.stale_run_seconds),
+        check_pids=pool_type == "process",
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -195,16 +478,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--type", default="process", choices=("process", "docker"), dest="pool_type"
     )
-    parser.add_argument("--worker", action="store_true", help="exec a worker afterwards")
+    parser.add_argument("--worker", action="store_true", help="run a supervised worker afterwards")
+    parser.add_argument(
+        "--worker-only",
+        action="store_true",
+        help="skip the bootstrap (done elsewhere): only run the supervised worker",
+    )
+    parser.add_argument(
+        "--with-healthcheck",
+        action="store_true",
+        help="start the worker with its /health endpoint (compose's healthcheck)",
+    )
     args = parser.parse_args(argv)
     settings = settings_or_exit()
     api_url = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").rstrip("/")
+    if args.worker_only:
+        raise SystemExit(
+            run_worker(
+                args.pool, args.pool_type, api_url, settings, healthcheck=args.with_healthcheck
+            )
+        )
     wait_for(f"{api_url}/health", "Prefect server")
     if settings.mlflow_tracking_uri.startswith("http"):
         wait_for(f"{settings.mlflow_tracking_uri.rstrip('/')}/health", "MLflow server")
     get_engine(settings.resolved_database_url)  # Alembic upgrade head, once, before any flow
     asyncio.run(
-        ensure_prefect_objects(args.pool, args.pool_type, settings.retrain_concurrency_limit)
+        ensure_prefect_objects(
+            args.pool,
+            args.pool_type,
+            settings.retrain_concurrency_limit,
+            settings.work_pool_concurrency,
+        )
     )
     store_webhook_secret()
     if args.pool_type == "docker":
@@ -223,12 +527,11 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     if args.worker:
-        prefect = _prefect()
-        command = [prefect, "worker", "start", "--pool", args.pool, "--type", args.pool_type]
-        if args.pool_type == "docker":
-            # prefect-docker is in the image; never pip-install at start (air-gapped).
-            command += ["--install-policy", "never"]
-        os.execv(prefect, command)
+        raise SystemExit(
+            run_worker(
+                args.pool, args.pool_type, api_url, settings, healthcheck=args.with_healthcheck
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -18,11 +18,18 @@ from prefect.states import Completed
 
 from flows.detect_drift import detect_drift
 from flows.generate import generate
-from flows.guards import earlier_active_runs, pileup_reason
-from flows.hooks import notify_failure
-from flows.notify import notify
+from flows.guards import (
+    RunScan,
+    earlier_active_runs,
+    pileup_reason,
+    stale_bound,
+    stale_note,
+    submitted_at,
+)
+from flows.hooks import notify_failure, pending_notifications
 from flows.retrain import retrain
-from flows.tasks import push_metrics
+from flows.tasks import push_metrics, send_discord
+from ia_continu.notify import discord
 from ia_continu.settings import get_settings
 
 
@@ -30,12 +37,33 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def events(drift: dict[str, Any], outcome: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Notifications worth sending: concept drift, newly appeared data drift, retrain outcome.
+def events(
+    drift: dict[str, Any] | None,
+    outcome: dict[str, Any] | None,
+    batch: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Notifications worth sending: a quarantined batch, concept drift, newly appeared data
+    drift, retrain outcome. ``drift`` is None when the cycle checked nothing (quarantine).
 
     A data drift that persists under the same champion is reported once, not every 30 s.
     """
     out = []
+    if batch is not None and batch.get("quarantined") and batch.get("created", True):
+        out.append(
+            {
+                "status": "warning",
+                "title": f"Batch at position {batch['position']} quarantined",
+                "description": str(batch["reason"]),
+                "fields": {
+                    "source": str(batch["source"]),
+                    "position": str(batch["position"]),
+                    "rows": str(batch["n_rows"]),
+                    "quarantine id": str(batch["quarantine_id"]),
+                },
+            }
+        )
+    if drift is None:
+        return out
     if drift["concept_drift"] or drift.get("data_drift_new", drift["data_drift"]):
         kinds = [
             k
@@ -84,25 +112,38 @@ def continuous_training(force_retrain: bool = False) -> Any:
     settings = get_settings()
     started = time.monotonic()
     own_id = flow_run.get_id() or ""
+    interval = timedelta(seconds=settings.schedule_interval_seconds)
+    submitted = None
     try:
-        active = earlier_active_runs(deployment.get_id(), own_id)
+        scan = earlier_active_runs(
+            deployment.get_id(),
+            own_id,
+            bound=stale_bound(interval, settings.stale_run_seconds),
+        )
+        # Lateness counts until a worker took the run, not the process's start-up time.
+        submitted = submitted_at(own_id) if deployment.get_id() else None
     except Exception as exc:  # the guard must not stop the loop if the API hiccups
         logger.warning("pile-up check failed (%s); continuing", type(exc).__name__)
-        active = []
+        scan = RunScan([], [])
     reason = pileup_reason(
-        now=pendulum.now("UTC"),
+        now=submitted or pendulum.now("UTC"),
         scheduled_start=flow_run.get_scheduled_start_time() if deployment.get_id() else None,
-        interval=timedelta(seconds=settings.schedule_interval_seconds),
-        earlier_active_runs=active,
+        interval=interval,
+        earlier_active_runs=scan.active,
+        stale_runs=scan.stale_names,
     )
+    note = stale_note(scan.stale_names)
+    if note and not reason:
+        logger.warning("%s; continuing", note)
     if reason:
         logger.warning(reason)
         return Completed(name="Skipped", message=reason)
 
     batch = generate(ingest_key=f"continuous_training:{own_id}")
-    drift = detect_drift(force_retrain=force_retrain)
+    # A quarantined batch adds nothing to the windows: nothing new to check or train on.
+    drift = None if batch.get("quarantined") else detect_drift(force_retrain=force_retrain)
     result = None
-    if drift["retrain"]:
+    if drift is not None and drift["retrain"]:
         trigger = (
             "manual"
             if force_retrain
@@ -111,8 +152,12 @@ def continuous_training(force_retrain: bool = False) -> Any:
         result = retrain(trigger=trigger, drift_report_id=drift["id"])
     # retrain returns a dict, or a Completed state when it skipped (no usable window).
     outcome = result if isinstance(result, dict) else None
-    for event in events(drift, outcome):
-        state = notify(**event, return_state=True)
+    # One task and one IAC_DISCORD_DEADLINE_SECONDS bound for all of this cycle's messages
+    # and those earlier cycles could not deliver (the outbox): a slow Discord costs the
+    # cycle at most the deadline, and what it did not take waits for the next cycle.
+    embeds = [discord.build_embed(**event) for event in events(drift, outcome, batch)]
+    if embeds or pending_notifications():
+        state = send_discord(embeds, return_state=True)
         if state.is_failed():
             logger.warning("notification failed: %s", state.message)
     push_metrics(drift, outcome, time.monotonic() - started, succeeded=True)

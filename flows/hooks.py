@@ -1,4 +1,4 @@
-"""Webhook lookup and the flow-level failure hook."""
+"""Webhook lookup, notification delivery with the outbox, and the flow-level failure hook."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pendulum
 from loguru import logger
 
 from ia_continu.notify import discord
+from ia_continu.notify.outbox import Outbox
 from ia_continu.settings import get_settings
 
 
@@ -40,8 +41,33 @@ def webhook_url() -> str | None:
     return str(value) if value else None
 
 
+def pending_notifications() -> int:
+    """Messages waiting in the outbox (``<IAC_DATA_DIR>/discord-outbox.json``)."""
+    return Outbox.for_settings(get_settings()).size()
+
+
+def deliver(embeds: list[dict[str, Any]]) -> discord.Report:
+    """Send each embed as one Discord message, after the outbox's waiting messages, within
+    one ``IAC_DISCORD_DEADLINE_SECONDS`` wall-clock bound for them all; never raises.
+
+    What Discord cannot take in time (429 beyond ``IAC_DISCORD_MAX_RETRY_AFTER_SECONDS``,
+    5xx, no answer, a trickled answer) waits in the outbox for the next call; see
+    ``discord.deliver``. The webhook URL is never logged nor returned.
+    """
+    settings = get_settings()
+    return discord.deliver(
+        webhook_url(),
+        [[embed] for embed in embeds],
+        Outbox.for_settings(settings),
+        timeout=settings.discord_timeout_seconds,
+        deadline=settings.discord_deadline_seconds,
+        max_retry_after=settings.discord_max_retry_after_seconds,
+    )
+
+
 def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """``on_failure`` hook: a red embed naming the flow, the run and the error message."""
+    """``on_failure`` hook: a red embed naming the flow, the run and the error message
+    (bounded by ``IAC_DISCORD_DEADLINE_SECONDS``; queued when Discord is unavailable)."""
     try:
         embed = discord.build_embed(
             "failure",
@@ -49,12 +75,7 @@ def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
             str(state.message or "no message"),
             {"flow run": flow_run.name, "state": state.name},
         )
-        discord.send(
-            webhook_url(),
-            [embed],
-            timeout=get_settings().discord_timeout_seconds,
-            max_retry_after=get_settings().discord_max_retry_after_seconds,
-        )
+        deliver([embed])
     except Exception as exc:  # a hook must never raise
         logger.warning("failure notification not sent: {}", type(exc).__name__)
     if getattr(flow_run, "parent_task_run_id", None) is None:  # top-level runs only

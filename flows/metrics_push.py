@@ -9,6 +9,7 @@ from prefect.runtime import deployment, flow_run
 from prometheus_client import CollectorRegistry
 
 from ia_continu import flow_metrics
+from ia_continu.notify.outbox import Outbox
 from ia_continu.settings import get_settings
 
 
@@ -26,6 +27,9 @@ def push_run(
 ) -> bool:
     """Build the registry for this run and push it; never raises (logs a warning).
 
+    Besides the run's own metrics, the Discord notification counts and outbox size
+    (``flow_metrics.notification_metrics``) read from the data dir.
+
     Returns False when nothing was pushed (no ``IAC_PUSHGATEWAY_URL``, or it failed).
     """
     settings = get_settings()
@@ -42,6 +46,8 @@ def push_run(
             champion = outcome.get("version")
     flow_metrics.champion_metrics(registry, champion)
     flow_metrics.run_metrics(registry, duration_seconds, succeeded)
+    outbox = Outbox.for_settings(settings)  # reads a small local file; never raises OSError
+    flow_metrics.notification_metrics(registry, outbox.counts(), outbox.size())
     try:
         flow_metrics.push(
             settings.pushgateway_url,

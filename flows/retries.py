@@ -23,13 +23,21 @@ def is_transient(exc: BaseException | None) -> bool:
     return isinstance(exc, OSError)
 
 
-def retry_on_transient(_task: Any, _task_run: Any, state: Any) -> bool:
-    """``retry_condition_fn`` for Prefect tasks: retry only transient I/O failures."""
+def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """``retry_condition_fn`` for Prefect tasks: retry only transient I/O failures.
+
+    Prefect 2.20 calls it *by keyword* (``task=``, ``task_run=``, ``state=``; the names
+    are part of the contract) from a worker thread when a task run fails, with the
+    ``Failed`` state whose ``result(raise_on_failure=False)`` returns the task's
+    exception. Returns True to let Prefect retry. Never raises: Prefect logs an error
+    from here and reads it as "don't retry", so an unreadable result means no retry.
+    """
+    del task, task_run  # the decision depends on the exception alone
     try:
         exc = state.result(raise_on_failure=False)
-    except Exception as error:  # the result itself may be unreadable
-        exc = error
-    return is_transient(exc if isinstance(exc, BaseException) else None)
+    except Exception:  # the result itself is unreadable: no evidence of a transient fault
+        return False
+    return isinstance(exc, BaseException) and is_transient(exc)
 
 
 # Total worst case ~6 s, well inside the 30 s schedule.

@@ -6,10 +6,9 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from flows import metrics_push
+from flows import hooks, metrics_push
 from flows.retries import IO_RETRIES
 from ia_continu import cycle
-from ia_continu.notify import discord
 from ia_continu.settings import get_settings
 
 
@@ -69,21 +68,24 @@ def record_challenger(
 
 
 @task(name="send-discord")
-def send_discord(webhook_url: str | None, embed: dict[str, Any]) -> dict[str, Any]:
-    """Deliver one embed; retries and 429 handling live in discord.send, which never raises."""
-    delivery = discord.send(
-        webhook_url,
-        [embed],
-        timeout=get_settings().discord_timeout_seconds,
-        max_retry_after=get_settings().discord_max_retry_after_seconds,
-    )
-    get_run_logger().info("Discord: %s", delivery.detail)
-    return {
-        "delivered": delivery.delivered,
-        "status_code": delivery.status_code,
-        "attempts": delivery.attempts,
-        "detail": delivery.detail,
-    }
+def send_discord(embeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Deliver each embed as one Discord message, after any left in the outbox by earlier
+    cycles, within one ``IAC_DISCORD_DEADLINE_SECONDS`` bound (``flows.hooks.deliver``).
+
+    No Prefect retries and never raises: what Discord cannot take in time waits in the
+    outbox for the next cycle, and the loop goes on.
+
+    Returns:
+        ``{"delivered", "queued", "dropped", "outbox": int, "detail": str}``; never the
+        webhook URL (the task looks it up itself so that it is no task parameter either).
+    """
+    report = hooks.deliver(embeds)
+    logger = get_run_logger()
+    if report.troubled:
+        logger.warning("Discord: %s", report.summary())
+    else:
+        logger.info("Discord: %s", report.summary())
+    return report.as_dict()
 
 
 @task(name="push-metrics")

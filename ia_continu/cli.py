@@ -1,7 +1,7 @@
 """``ia-continu``: operator commands that need no server of their own.
 
-ia-continu check      validate IAC_* settings and print them (secrets masked)
-ia-continu migrate    upgrade the project database to the newest Alembic revision
+ia-continu check      validate IAC_* settings and print them (secrets and URL passwords masked)
+ia-continu migrate    upgrade the project (and prediction log) database to Alembic head
 ia-continu rollback   point ``champion`` back at ``previous`` in the MLflow registry
 ia-continu token create NAME [--expires-in-days N] | token list | token revoke NAME
                       bearer tokens of the prediction API (stored hashed)
@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings
 from ia_continu.settings import Settings, get_settings
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+MAX_TOKEN_DAYS = 36_500  # 100 years: beyond, datetime arithmetic overflows soon after
 
 
 def settings_or_exit() -> Settings:
@@ -42,13 +43,54 @@ def validated_or_exit(factory: Callable[[], SettingsT], prefix: str) -> Settings
         raise SystemExit(2) from None
 
 
+def mask_url(value: str) -> str:
+    """``value`` with the password of the URL it holds replaced by ``***``.
+
+    http(s) URLs are parsed by httpx, anything else as a SQLAlchemy URL
+    (``postgresql+psycopg://user:***@host/db``); a value neither can parse is returned
+    through :func:`ia_continu.logs.redact`. Values without a password come back unchanged.
+    """
+    import httpx
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from ia_continu.logs import redact
+
+    if value.startswith(("http://", "https://")):
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL:
+            return redact(value)
+        if not url.password:
+            return value
+        return str(url.copy_with(username=url.username, password="***"))
+    try:
+        return make_url(value).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return redact(value)
+
+
+def _expiry_days(text: str) -> float:
+    """argparse type of ``--expires-in-days``: a positive, finite number of days."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 < days <= MAX_TOKEN_DAYS:  # also refuses NaN
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most {MAX_TOKEN_DAYS} days (got {text}); "
+            "leave the option out for a token that never expires"
+        )
+    return days
+
+
 def _token_command(args: argparse.Namespace, database_url: str) -> int:
     from ia_continu import tokens
     from ia_continu.storage.schema import get_engine
 
     engine = get_engine(database_url)
     if args.action == "create":
-        expires = timedelta(days=args.expires_in_days) if args.expires_in_days else None
+        expires = timedelta(days=args.expires_in_days) if args.expires_in_days is not None else None
         try:
             info, plaintext = tokens.create_token(engine, args.name, expires)
         except ValueError as exc:
@@ -105,7 +147,10 @@ def _parser() -> argparse.ArgumentParser:
     create = actions.add_parser("create", help="create a token (printed once)")
     create.add_argument("name")
     create.add_argument(
-        "--expires-in-days", type=float, default=None, help="lifetime; default: never expires"
+        "--expires-in-days",
+        type=_expiry_days,
+        default=None,
+        help=f"lifetime in days, more than 0 and at most {MAX_TOKEN_DAYS}; default: never expires",
     )
     actions.add_parser("list", help="list tokens (never their secrets)")
     commands.add_parser(
@@ -124,26 +169,35 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_or_exit()
     if args.command == "check":
         for name, value in settings.model_dump().items():
-            print(f"IAC_{name.upper()}={value}")
+            shown = mask_url(value) if isinstance(value, str) and "://" in value else value
+            print(f"IAC_{name.upper()}={shown}")
         return 0
     if args.command == "migrate":
         from ia_continu.storage.schema import get_engine
 
         get_engine(settings.resolved_database_url)
-        print(f"database at Alembic head: {settings.resolved_database_url}")
+        print(f"database at Alembic head: {mask_url(settings.resolved_database_url)}")
+        if settings.prediction_log_database_url:
+            get_engine(settings.prediction_log_database_url)
+            shown = mask_url(settings.prediction_log_database_url)
+            print(f"prediction log database at Alembic head: {shown}")
         return 0
     if args.command == "token":
         return _token_command(args, settings.resolved_database_url)
     from ia_continu import registry
+    from ia_continu.cycle import registry_client
 
+    # Loads `previous` before moving any alias; an unloadable one is refused (a LookupError).
+    mlflow_client = registry_client(settings)
+    name = settings.registered_model_name
     try:
-        version = registry.rollback(
-            registry.client(settings.mlflow_tracking_uri), settings.registered_model_name
-        )
+        version = registry.rollback(mlflow_client, name)
     except LookupError as exc:
-        print(f"rollback impossible: {exc}", file=sys.stderr)
+        print(f"rollback impossible: {exc}; no alias moved", file=sys.stderr)
         return 1
-    print(f"{settings.registered_model_name}: champion is now version {version}")
+    previous = registry.get_alias(mlflow_client, name, registry.PREVIOUS)
+    after = f"version {previous.version}" if previous else "unset (old champion cannot be loaded)"
+    print(f"{name}: champion is now version {version}; previous is {after}")
     return 0
 
 

@@ -12,36 +12,66 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
+from loguru import logger
+from mlflow.tracking import MlflowClient
 
 from ia_continu import registry
 from ia_continu.drift import detect_data_drift, detect_performance_drift
 from ia_continu.policy import decide_retrain
-from ia_continu.promotion import decide_promotion
+from ia_continu.promotion import FLOAT_SLACK, decide_promotion
 from ia_continu.settings import Settings
 from ia_continu.sources import Schema, build_source
 from ia_continu.storage import repository
 from ia_continu.storage.schema import get_engine
-from ia_continu.training import accuracy, split_holdout, train
+from ia_continu.training import accuracy, majority_accuracy, split_holdout, train
 
 Trigger = Literal["drift", "manual", "bootstrap"]
 
 
+def registry_client(settings: Settings) -> MlflowClient:
+    """The MLflow client of a flow process: bounded HTTP retries and timeout (see settings)."""
+    return registry.client(
+        settings.mlflow_tracking_uri,
+        http_max_retries=settings.mlflow_http_max_retries,
+        http_timeout_seconds=settings.mlflow_http_timeout_seconds,
+    )
+
+
 def ingest(settings: Settings, ingest_key: str | None = None) -> dict[str, Any]:
-    """Persist the next batch of the configured source exactly once (I/O).
+    """Validate the next batch of the configured source and persist it exactly once (I/O).
+
+    A batch that fails validation (``ia_continu.validation``, ``IAC_MIN_BATCH_ROWS``)
+    is quarantined, not stored: the stream moves past it and the cycle goes on.
 
     Returns:
-        ``{"batch_id", "source", "position", "n_rows", "created"}``; ``created`` is False
-        when ``ingest_key`` had already stored this batch.
+        ``{"batch_id", "source", "position", "n_rows", "created", "quarantined",
+        "quarantine_id", "reason"}``; ``created`` is False when ``ingest_key`` had already
+        stored (or quarantined) this batch. A quarantined batch has ``batch_id`` None,
+        ``quarantine_id`` set and ``reason`` naming columns, rows and rules (no values).
+
+    Raises:
+        sqlalchemy.exc.OperationalError: database unreachable, locked or read-only;
+            nothing was written.
     """
     source = build_source(settings)
-    info = repository.ingest_next(get_engine(settings.resolved_database_url), source, ingest_key)
+    info = repository.ingest_next(
+        get_engine(settings.resolved_database_url),
+        source,
+        ingest_key,
+        min_rows=settings.min_batch_rows,
+    )
+    quarantined = isinstance(info, repository.QuarantinedBatch)
     return {
-        "batch_id": info.id,
+        "batch_id": None if quarantined else info.id,
         "source": info.source,
         "position": info.position,
         "n_rows": info.n_rows,
         "created": info.created,
+        "quarantined": quarantined,
+        "quarantine_id": info.id if quarantined else None,
+        "reason": info.reason if isinstance(info, repository.QuarantinedBatch) else None,
     }
 
 
@@ -58,6 +88,37 @@ class DriftInputs:
     reference: pd.DataFrame | None
     champion_model: Any | None
     previous_report: dict[str, Any] | None = None
+    champion_problem: str | None = None
+
+
+def load_champion_model(
+    settings: Settings, champion: registry.ModelRef | None
+) -> tuple[Any | None, str | None]:
+    """The champion's model, or ``(None, why)`` when its artifacts cannot be loaded (I/O).
+
+    The promotion path only moves ``champion`` to a version that loads, but artifacts can
+    break later (disk, a manual alias move). A broken champion must not fail every cycle:
+    the cycle then reports it and retrains as if there were no champion, and the gate
+    promotes a challenger that loads.
+
+    Raises:
+        mlflow.exceptions.MlflowException, OSError: the registry is unreachable (transient;
+            the flow's retries handle it, nothing is decided about the version).
+    """
+    if champion is None:
+        return None, None
+    try:
+        return registry.load_model(champion.uri, settings.mlflow_tracking_uri), None
+    except Exception:
+        # Broken artifact or broken server? load_fresh asks the server and raises the
+        # transient error again when the server is what fails.
+        try:
+            return registry.load_fresh(
+                registry_client(settings), champion.name, champion.version
+            ), None
+        except registry.UnloadableModelError as exc:
+            logger.error("champion {} cannot be loaded: {}", champion.version, exc.cause)
+            return None, f"champion version {champion.version} cannot be loaded ({exc.cause})"
 
 
 def load_drift_inputs(settings: Settings) -> DriftInputs:
@@ -74,16 +135,23 @@ def load_drift_inputs(settings: Settings) -> DriftInputs:
     ids = [b.id for b in batches]
     current = repository.load_frame(engine, ids)
     newest = current[current["batch_id"] == ids[-1]]
-    mlflow_client = registry.client(settings.mlflow_tracking_uri)
-    champion = registry.get_alias(mlflow_client, settings.registered_model_name)
-    reference = model = None
-    if champion is not None:
-        model = registry.load_model(champion.uri, settings.mlflow_tracking_uri)
-        if champion.training_batch_ids:
-            reference = repository.load_frame(engine, champion.training_batch_ids)
+    champion = registry.get_alias(registry_client(settings), settings.registered_model_name)
+    reference = None
+    model, problem = load_champion_model(settings, champion)
+    if model is not None and champion is not None and champion.training_batch_ids:
+        reference = repository.load_frame(engine, champion.training_batch_ids)
     previous = repository.latest_drift_flags(engine, source.name)
     return DriftInputs(
-        source.name, source.schema, ids, current, newest, champion, reference, model, previous
+        source.name,
+        source.schema,
+        ids,
+        current,
+        newest,
+        champion,
+        reference,
+        model,
+        previous,
+        champion_problem=problem,
     )
 
 
@@ -118,6 +186,7 @@ def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False)
         data_drift=bool(data and data.drift),
         retrain_on_data_drift=settings.retrain_on_data_drift,
         force=force,
+        champion_problem=inputs.champion_problem,
     )
     previous = inputs.previous_report
     champion_version = inputs.champion.version if inputs.champion else None
@@ -136,6 +205,7 @@ def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False)
         "current_batch_ids": inputs.current_batch_ids,
         "reference_batch_ids": inputs.champion.training_batch_ids if inputs.champion else [],
         "champion_version": inputs.champion.version if inputs.champion else None,
+        "champion_problem": inputs.champion_problem,
         "data_drift": data.to_dict() if data else None,
         "performance": performance.to_dict() if performance else None,
         "decision": {"retrain": decision.retrain, "reason": decision.reason},
@@ -184,9 +254,7 @@ def persist_drift_report(settings: Settings, report: dict[str, Any]) -> str:
     )
     if repository.get_drift_report(engine, report_id)["mlflow_run_id"]:
         return report_id  # a retry after the MLflow run was logged: log it once only
-    registry.experiment_id(
-        registry.client(settings.mlflow_tracking_uri), settings.mlflow_experiment
-    )
+    registry.experiment_id(registry_client(settings), settings.mlflow_experiment)
     run_id = registry.log_drift_run(
         experiment=settings.mlflow_experiment,
         report=report,
@@ -231,9 +299,8 @@ def load_training_window(settings: Settings) -> TrainingWindow:
         raise LookupError(f"no batch ingested yet for {source.name}: run the generate flow")
     frame = repository.load_frame(engine, [b.id for b in batches])
     train_rows, holdout = split_holdout(frame)
-    mlflow_client = registry.client(settings.mlflow_tracking_uri)
-    champion = registry.get_alias(mlflow_client, settings.registered_model_name)
-    model = registry.load_model(champion.uri, settings.mlflow_tracking_uri) if champion else None
+    champion = registry.get_alias(registry_client(settings), settings.registered_model_name)
+    model, _problem = load_champion_model(settings, champion)
     return TrainingWindow(
         source=source.name,
         schema=source.schema,
@@ -250,7 +317,10 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
     """Train a challenger, score it and the champion on the same held-out rows, gate (pure).
 
     A window that cannot be trained on (a single class, no labelled row) is a rejected
-    challenger, not a failure: the champion keeps serving.
+    challenger, not a failure: the champion keeps serving. The gate also asks the
+    challenger to beat the held-out rows' majority class (by more than
+    ``IAC_PROMOTION_MIN_LIFT_OVER_BASELINE``), the first model included: a model
+    evaluated on a single-class hold-out is never promoted.
 
     Returns:
         ``(challenger_model or None, decision_dict)``.
@@ -276,10 +346,54 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
             "champion_accuracy": champion_acc,
             "margin": settings.promotion_margin,
             "reason": f"no challenger: {exc}",
+            "baseline_accuracy": None,
         }
     challenger_acc = accuracy(challenger, window.holdout, window.schema)
-    decision = decide_promotion(challenger_acc, champion_acc, settings.promotion_margin)
+    decision = decide_promotion(
+        challenger_acc,
+        champion_acc,
+        settings.promotion_margin,
+        baseline_accuracy=majority_accuracy(window.holdout, window.schema),
+        min_lift_over_baseline=settings.promotion_min_lift_over_baseline,
+    )
     return challenger, decision.to_dict()
+
+
+def load_back_problem(
+    mlflow_client: MlflowClient,
+    name: str,
+    version: int,
+    window: TrainingWindow,
+    expected_accuracy: float,
+) -> str | None:
+    """Why registered ``version`` must not be promoted, or None when it may (I/O).
+
+    Loads ``models:/name/version`` back through the registry, as the API will, and
+    scores it on the held-out rows: it must load, answer one prediction per row, and
+    reproduce ``expected_accuracy`` (the in-memory challenger's).
+
+    Raises:
+        mlflow.exceptions.MlflowException, OSError: the registry is unreachable
+            (transient: nothing is known about the version yet).
+    """
+    try:
+        loaded = registry.load_fresh(mlflow_client, name, version)
+    except registry.UnloadableModelError as exc:
+        return f"it cannot be loaded back from the registry ({exc.cause})"
+    features = window.holdout[list(window.schema.features)]
+    try:
+        predicted = np.asarray(loaded.predict(features))
+        reloaded = accuracy(loaded, window.holdout, window.schema)
+    except Exception as exc:  # a model that loads but cannot predict is as bad
+        return f"the model loaded back cannot predict ({type(exc).__name__}: {exc})"[:300]
+    if predicted.shape[0] != len(features):
+        return f"the model loaded back gave {predicted.shape[0]} answers for {len(features)} rows"
+    if abs(reloaded - expected_accuracy) > FLOAT_SLACK:
+        return (
+            f"the model loaded back scores {reloaded:.6f}, not the trained model's "
+            f"{expected_accuracy:.6f}"
+        )
+    return None
 
 
 def record_challenger(
@@ -291,17 +405,30 @@ def record_challenger(
     trigger: Trigger,
     drift_report_id: str | None,
 ) -> dict[str, Any]:
-    """Log the challenger run to MLflow; if the gate passed, register and promote it (I/O).
+    """Log the challenger run to MLflow; if the gate passed, register, check and promote it (I/O).
 
     A rejected challenger leaves the champion and its validation accuracy as they are:
     while performance drift lasts, the next cycles keep looking for a better challenger
     (re-baselining on rejection was measured: -0.9 accuracy points on Elec2).
 
+    A challenger that passed the gate is registered, then loaded back from the registry
+    and scored again (:func:`load_back_problem`) before any alias moves. A version that
+    fails is tagged ``rejected_reason``, never aliased, and the outcome says why; the
+    champion keeps serving. The run's ``promoted`` tag turns ``true`` only once
+    ``champion`` points at the version.
+
     Returns:
         ``{"promoted", "version", "previous_version", "run_id", "challenger_accuracy",
-        "champion_accuracy", "reason", "trigger", "drift_report_id"}``.
+        "champion_accuracy", "baseline_accuracy", "reason", "trigger",
+        "drift_report_id"}``; ``version`` is the registered version (also when the
+        load-back rejected it), None when nothing was registered.
+
+    Raises:
+        mlflow.exceptions.MlflowException, OSError: MLflow unreachable (the flow retries;
+            the aliases are never left pointing at an unchecked version).
     """
-    mlflow_client = registry.client(settings.mlflow_tracking_uri)
+    mlflow_client = registry_client(settings)
+    name = settings.registered_model_name
     if challenger is None:
         return {
             "promoted": False,
@@ -310,6 +437,7 @@ def record_challenger(
             "run_id": None,
             "challenger_accuracy": None,
             "champion_accuracy": decision["champion_accuracy"],
+            "baseline_accuracy": decision.get("baseline_accuracy"),
             "reason": decision["reason"],
             "trigger": trigger,
             "drift_report_id": drift_report_id,
@@ -325,11 +453,14 @@ def record_challenger(
     metrics: dict[str, float] = {"challenger_accuracy": decision["challenger_accuracy"]}
     if decision["champion_accuracy"] is not None:
         metrics["champion_accuracy"] = decision["champion_accuracy"]
+    if decision.get("baseline_accuracy") is not None:
+        metrics["baseline_accuracy"] = decision["baseline_accuracy"]
     tags = {
         "kind": "retrain",
         "trigger": trigger,
         "drift_report_id": drift_report_id or "",
-        "promoted": str(decision["promote"]).lower(),
+        "promoted": "false",  # set to true once champion points at the version
+        "gate_passed": str(decision["promote"]).lower(),
         "source": window.source,
     }
     run_id, model_uri = registry.log_challenger(
@@ -343,6 +474,7 @@ def record_challenger(
             "training_window_batches": settings.training_window_batches,
             "batch_size": settings.batch_size,
             "promotion_margin": settings.promotion_margin,
+            "promotion_min_lift_over_baseline": settings.promotion_min_lift_over_baseline,
             "source": window.source,
             "train_rows": len(window.train),
         },
@@ -357,6 +489,7 @@ def record_challenger(
         "run_id": run_id,
         "challenger_accuracy": decision["challenger_accuracy"],
         "champion_accuracy": decision["champion_accuracy"],
+        "baseline_accuracy": decision.get("baseline_accuracy"),
         "reason": decision["reason"],
         "trigger": trigger,
         "drift_report_id": drift_report_id,
@@ -365,7 +498,7 @@ def record_challenger(
         return outcome
     version = registry.register(
         mlflow_client,
-        name=settings.registered_model_name,
+        name=name,
         model_uri=model_uri,
         tags={
             "validation_accuracy": f"{decision['challenger_accuracy']:.6f}",
@@ -376,8 +509,17 @@ def record_challenger(
             "drift_report_id": drift_report_id or "",
         },
     )
-    outcome["previous_version"] = registry.promote(
-        mlflow_client, settings.registered_model_name, version
+    outcome["version"] = version
+    problem = load_back_problem(
+        mlflow_client, name, version, window, decision["challenger_accuracy"]
     )
-    outcome.update(promoted=True, version=version)
+    if problem is not None:
+        mlflow_client.set_model_version_tag(name, str(version), "rejected_reason", problem)
+        mlflow_client.set_tag(run_id, "rejected_reason", problem)
+        outcome["reason"] = f"version {version} not promoted: {problem}; the champion stays"
+        logger.warning("{}: {}", name, outcome["reason"])
+        return outcome
+    outcome["previous_version"] = registry.promote(mlflow_client, name, version)
+    mlflow_client.set_tag(run_id, "promoted", "true")
+    outcome.update(promoted=True)
     return outcome

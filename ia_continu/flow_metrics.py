@@ -7,17 +7,20 @@ The grouping key is ``{job="ia-continu", deployment="<flow>/<deployment>"}``. ``
 (HTTP POST) replaces only the metric names of this push within the group, so a cycle that
 did not retrain keeps the previous retrain outcome visible.
 
-Every metric is a gauge (a pushed counter would restart at each run); times are Unix
-seconds, accuracies fractions in 0..1.
+Every metric is a gauge (a pushed counter would restart at each run), except
+``iac_notifications_total``, whose counts persist in the data dir between runs; times are
+Unix seconds, accuracies fractions in 0..1.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 JOB = "ia-continu"
 
@@ -157,6 +160,48 @@ def run_metrics(
         f"iac_flow_last_{name}_timestamp_seconds",
         f"Unix time of the last flow run that ended in {name}.",
     ).set(time.time() if now is None else now)
+
+
+def notification_metrics(
+    registry: CollectorRegistry, counts: Mapping[str, int], outbox_size: int
+) -> None:
+    """Add the Discord notification metrics.
+
+    Args:
+        registry: where the metrics are registered.
+        counts: cumulative outcomes ``delivered``, ``queued``, ``dropped`` (message counts,
+            ``ia_continu.notify.outbox.Outbox.counts``: kept in the data dir, so a true
+            counter across runs).
+        outbox_size: messages waiting for the next cycle.
+
+    Metrics: ``iac_notifications_total{outcome}`` (counter; ``queued`` counts messages that
+    had to wait, each later counted again as ``delivered`` or ``dropped``) and
+    ``iac_notifications_outbox_messages`` (gauge).
+    """
+    family = CounterMetricFamily(
+        "iac_notifications",
+        "Discord notifications by outcome: delivered, queued (kept for a later cycle), "
+        "dropped (rejected by Discord, or the outbox was full).",
+        labels=["outcome"],
+    )
+    for outcome in ("delivered", "queued", "dropped"):
+        family.add_metric([outcome], float(counts.get(outcome, 0)))
+    registry.register(_Fixed([family]))
+    _gauge(
+        registry,
+        "iac_notifications_outbox_messages",
+        "Discord notifications waiting in the outbox for the next cycle.",
+    ).set(float(outbox_size))
+
+
+class _Fixed(Collector):
+    """Already-built metric families (a counter read back from storage, not incremented)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families)
 
 
 def push(gateway: str, deployment: str, registry: CollectorRegistry, timeout: float = 5.0) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import mlflow
 import mlflow.sklearn
 import pandas as pd
+from loguru import logger
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
@@ -40,12 +41,31 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
 
-def client(tracking_uri: str) -> MlflowClient:
+def client(
+    tracking_uri: str,
+    *,
+    http_max_retries: int | None = None,
+    http_timeout_seconds: int | None = None,
+) -> MlflowClient:
     """A client bound to ``tracking_uri`` (also made the process default for fluent calls).
 
     MLflow's usage telemetry is off unless ``MLFLOW_DISABLE_TELEMETRY`` says otherwise.
+
+    MLflow's HTTP client retries 7 times with exponential backoff and waits up to 120 s
+    per attempt by default, so one call to a hung or dead server can block a 30 s cycle
+    for minutes. Flow processes pass ``http_max_retries`` / ``http_timeout_seconds``
+    (``IAC_MLFLOW_HTTP_MAX_RETRIES`` / ``IAC_MLFLOW_HTTP_TIMEOUT_SECONDS``); Prefect's
+    task retries handle longer outages. MLflow reads them from its environment
+    variables, which are process-wide: they are set unless already set, so an explicit
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_TIMEOUT`` wins, as in
+    the API and the console. The backoff factor drops to 1 s (waits of 0 s, 2 s, 4 s…).
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if http_max_retries is not None:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(http_max_retries))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    if http_timeout_seconds is not None:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout_seconds))
     mlflow.set_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
@@ -103,6 +123,57 @@ def _load_model(uri: str, tracking_uri: str) -> Any:
     return mlflow.sklearn.load_model(uri)
 
 
+class UnloadableModelError(LookupError):
+    """A registered version whose artifacts cannot be loaded (missing, truncated, corrupt).
+
+    A ``LookupError``: callers that already report "nothing to roll back to" report this
+    one the same way, as a sentence, never a traceback.
+    """
+
+    def __init__(self, name: str, version: int, cause: BaseException) -> None:
+        self.name, self.version = name, version
+        detail = str(cause).splitlines()[0][:200] if str(cause) else ""
+        self.cause = f"{type(cause).__name__}: {detail}" if detail else type(cause).__name__
+        super().__init__(f"version {version} of {name!r} cannot be loaded ({self.cause})")
+
+
+def load_fresh(mlflow_client: MlflowClient, name: str, version: int) -> Any:
+    """Download and load ``models:/name/version`` through the registry, bypassing the cache.
+
+    The same path the API takes to serve a version, so a version that passes here can be
+    served. Used before an alias moves to a version.
+
+    Raises:
+        UnloadableModelError: the registry answers but the version's artifacts cannot be
+            loaded (truncated or missing file, unpicklable model, unknown version).
+        mlflow.exceptions.MlflowException, OSError: the registry itself is unreachable
+            (transient: the caller retries later; nothing is decided about the version).
+    """
+    mlflow.set_tracking_uri(mlflow_client.tracking_uri)
+    try:
+        return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    except Exception as exc:
+        # Broken model or broken server? Ask the server a cheap question: if it answers,
+        # the model is what fails; if not, the error says nothing about the model.
+        try:
+            mlflow_client.get_model_version(name, str(version))
+        except MlflowException as probe:
+            if probe.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise exc from None
+        except Exception:
+            raise exc from None
+        raise UnloadableModelError(name, version, exc) from exc
+
+
+def is_loadable(mlflow_client: MlflowClient, name: str, version: int) -> bool:
+    """Whether :func:`load_fresh` loads ``version``; transient registry errors propagate."""
+    try:
+        load_fresh(mlflow_client, name, version)
+    except UnloadableModelError:
+        return False
+    return True
+
+
 def log_challenger(
     mlflow_client: MlflowClient,
     *,
@@ -153,29 +224,74 @@ def register(
 def promote(mlflow_client: MlflowClient, name: str, version: int) -> int | None:
     """Point ``champion`` at ``version`` and ``previous`` at the old champion.
 
-    ``previous`` is moved first, so a failure between the two calls leaves the old
-    champion serving.
+    The caller has checked that ``version`` loads (see :func:`load_fresh`). ``previous``
+    only ever points at a version that loads: an old champion that no longer loads is
+    not kept as a rollback target (``previous`` is left as it was). ``previous`` is moved
+    first, so a failure between the two calls leaves the old champion serving.
 
     Returns:
         The old champion version, or None if there was none.
+
+    Raises:
+        mlflow.exceptions.MlflowException, OSError: the registry is unreachable; an
+            alias may already have moved, never ``champion`` to an unchecked version.
     """
     old = get_alias(mlflow_client, name, CHAMPION)
     if old is not None and old.version != version:
-        mlflow_client.set_registered_model_alias(name, PREVIOUS, str(old.version))
+        if is_loadable(mlflow_client, name, old.version):
+            mlflow_client.set_registered_model_alias(name, PREVIOUS, str(old.version))
+        else:
+            logger.warning(
+                "{}: old champion version {} cannot be loaded; previous not moved to it",
+                name,
+                old.version,
+            )
     mlflow_client.set_registered_model_alias(name, CHAMPION, str(version))
     return old.version if old is not None else None
 
 
 def rollback(mlflow_client: MlflowClient, name: str) -> int:
-    """Swap ``champion`` and ``previous``; returns the new champion version.
+    """Point ``champion`` back at ``previous``, after checking that ``previous`` loads.
+
+    What an operator expects from "roll back": the version that served before comes
+    back, and nothing broken is left behind. So:
+
+    * ``previous`` is loaded first; if it cannot be, nothing changes.
+    * ``champion`` then moves to it; the old champion becomes ``previous`` when it
+      loads (so a second rollback undoes the first), otherwise ``previous`` is removed:
+      a version that cannot be loaded is never a rollback target.
+
+    Returns:
+        The new champion version.
 
     Raises:
-        LookupError: no ``previous`` version to roll back to.
+        LookupError: no ``previous`` version, or it is the champion already.
+        UnloadableModelError: ``previous`` cannot be loaded (a ``LookupError``); no
+            alias moved.
+        mlflow.exceptions.MlflowException, OSError: the registry is unreachable.
     """
     previous = get_alias(mlflow_client, name, PREVIOUS)
     if previous is None:
         raise LookupError(f"registered model {name!r} has no {PREVIOUS!r} alias")
-    promote(mlflow_client, name, previous.version)
+    current = get_alias(mlflow_client, name, CHAMPION)
+    if current is not None and current.version == previous.version:
+        raise LookupError(
+            f"registered model {name!r}: {PREVIOUS!r} is the champion already "
+            f"(version {previous.version})"
+        )
+    load_fresh(mlflow_client, name, previous.version)  # raises UnloadableModelError
+    keep = current is not None and is_loadable(mlflow_client, name, current.version)
+    mlflow_client.set_registered_model_alias(name, CHAMPION, str(previous.version))
+    if current is not None and keep:
+        mlflow_client.set_registered_model_alias(name, PREVIOUS, str(current.version))
+    else:
+        mlflow_client.delete_registered_model_alias(name, PREVIOUS)
+        if current is not None:
+            logger.warning(
+                "{}: rolled back from version {}, which cannot be loaded; previous removed",
+                name,
+                current.version,
+            )
     return previous.version
 
 

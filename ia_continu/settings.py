@@ -37,7 +37,18 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the project database; default SQLite in data_dir."
     )
+    prediction_log_database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the API's prediction log (migrated like the project "
+        "database); default: the project database.",
+    )
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
+    mlflow_http_max_retries: int = Field(
+        2, ge=0, le=10, description="MLflow client retries per HTTP call in flows (MLflow: 7)."
+    )
+    mlflow_http_timeout_seconds: int = Field(
+        10, ge=1, le=600, description="MLflow client timeout per HTTP call in flows (MLflow: 120)."
+    )
     mlflow_experiment: str = "ia-continu"
     registered_model_name: str = "ia-continu-classifier"
 
@@ -58,6 +69,18 @@ class Settings(BaseSettings):
     replay_categorical_columns: Annotated[list[str], NoDecode] = ["day"]
     replay_positive_label: str = "UP"
     replay_loop: bool = Field(True, description="Start over when the stream is exhausted.")
+    replay_classes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Known labels of the target (comma list); a batch with another is "
+        "quarantined. Empty: any label.",
+    )
+    # batch validation at ingest (ia_continu.validation)
+    min_batch_rows: int = Field(
+        30,
+        ge=1,
+        description="Fewer labelled rows than this: the batch is quarantined. Unset: "
+        "min(30, IAC_BATCH_SIZE).",
+    )
 
     # --- drift detection -------------------------------------------------------------
     drift_alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise level across features.")
@@ -80,10 +103,25 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(
         0.0, ge=0, le=1, description="Challenger must beat champion accuracy by more than this."
     )
+    promotion_min_lift_over_baseline: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Challenger must beat the held-out majority-class accuracy by more than this.",
+    )
 
     # --- orchestration -----------------------------------------------------------------
     schedule_interval_seconds: int = Field(30, ge=5)
     retrain_concurrency_limit: str = "ia-continu-retrain"
+    stale_run_seconds: int | None = Field(
+        None,
+        ge=10,
+        description="A run Running/Pending longer than this is presumed dead and marked"
+        " Crashed; unset: 10 schedule intervals.",
+    )
+    work_pool_concurrency: int = Field(
+        2, ge=1, description="Flow runs the work pool starts at once (set by the bootstrap)."
+    )
 
     # --- observability -------------------------------------------------------------------
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -99,10 +137,27 @@ class Settings(BaseSettings):
     # --- notification --------------------------------------------------------------------
     discord_webhook_url: SecretStr | None = None
     discord_secret_block: str = "discord-webhook"
-    discord_timeout_seconds: float = Field(5.0, gt=0)
-    discord_max_retry_after_seconds: float = Field(10.0, ge=0)
+    discord_timeout_seconds: float = Field(
+        5.0, gt=0, description="Per socket operation (connect, write, each read)."
+    )
+    discord_max_retry_after_seconds: float = Field(
+        10.0, ge=0, description="A 429 asking to wait longer than this is not waited for."
+    )
+    discord_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Wall-clock bound on one round of notifications: every attempt, 429 "
+        "wait and read. What is not delivered by then waits in the outbox.",
+    )
+    discord_outbox_max_messages: int = Field(
+        100,
+        ge=0,
+        description="Undelivered notifications kept in IAC_DATA_DIR/discord-outbox.json for "
+        "the next cycle (oldest dropped beyond); 0 keeps none.",
+    )
 
-    @field_validator("replay_categorical_columns", mode="before")
+    @field_validator("replay_categorical_columns", "replay_classes", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -122,6 +177,14 @@ class Settings(BaseSettings):
     def _windows_fit(self) -> Settings:
         if self.replay_time_column and self.replay_time_column == self.replay_target:
             raise ValueError("IAC_REPLAY_TIME_COLUMN must differ from IAC_REPLAY_TARGET")
+        if "min_batch_rows" not in self.model_fields_set:
+            # The default must not turn a small-batch stream into one that quarantines all.
+            self.min_batch_rows = min(self.min_batch_rows, self.batch_size)
+        if self.min_batch_rows > self.batch_size:
+            raise ValueError(
+                f"IAC_MIN_BATCH_ROWS ({self.min_batch_rows}) must not exceed IAC_BATCH_SIZE "
+                f"({self.batch_size}): every batch would be quarantined"
+            )
         return self
 
     @property
@@ -130,6 +193,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'ia_continu.db').resolve()}"
+
+    @property
+    def resolved_prediction_log_database_url(self) -> str:
+        """SQLAlchemy URL of the prediction log: its own, or the project database's."""
+        return self.prediction_log_database_url or self.resolved_database_url
 
 
 @lru_cache

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -34,11 +34,14 @@ class Schema:
         features: feature column names, in model input order.
         categorical: the subset of ``features`` that is categorical (values are strings).
         target: name of the label column.
+        classes: the labels the target may take, when known (empty: any label); a
+            batch with another label is quarantined at ingest (``ia_continu.validation``).
     """
 
     features: tuple[str, ...]
     categorical: tuple[str, ...]
     target: str
+    classes: tuple[Any, ...] = ()
 
     @property
     def numeric(self) -> tuple[str, ...]:
@@ -91,7 +94,9 @@ class SyntheticSource:
     period_batches: int = 5
     label_noise: float = 0.05
     schema: Schema = field(
-        default=Schema(features=("feature1", "feature2"), categorical=(), target="target"),
+        default=Schema(
+            features=("feature1", "feature2"), categorical=(), target="target", classes=(0, 1)
+        ),
         init=False,
     )
 
@@ -121,6 +126,16 @@ class SyntheticSource:
         return pd.DataFrame({"feature1": x1, "feature2": x2, "target": label})
 
 
+def _numbers_where_possible(column: pd.Series) -> pd.Series:
+    """``column`` as float64 when every present cell is a number; else object dtype with
+    the cells that do not parse left as they are (so validation names them)."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    unparsed = numbers.isna() & column.notna()
+    if not unparsed.any():
+        return numbers.astype(float)
+    return column.astype(object).where(unparsed, numbers.astype(object))
+
+
 @lru_cache(maxsize=4)
 def _load_csv(path: str, time_column: str | None) -> pd.DataFrame:
     frame = pd.read_csv(path)
@@ -138,8 +153,14 @@ class ReplaySource:
     sorted by ``time_column`` (the last batch may be shorter). With ``loop`` the stream
     starts over after the last batch; positions keep increasing.
 
+    Missing cells stay missing (NaN, or None in categorical and target columns); a
+    numeric column is numeric in every batch but those holding an unparsable cell (a
+    stray text), where that cell is kept as text for validation to reject that batch
+    alone. ``classes`` lists the known labels (as strings; empty: any label).
+
     Raises:
-        SourceConfigError: the file is missing or a named column is not in it.
+        SourceConfigError: the file is missing, a named column is not in it, or a
+            numeric feature holds no number at all (a categorical column not declared).
     """
 
     path: Path
@@ -148,6 +169,7 @@ class ReplaySource:
     time_column: str | None = None
     categorical: tuple[str, ...] = ()
     loop: bool = False
+    classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not Path(self.path).is_file():
@@ -163,9 +185,22 @@ class ReplaySource:
         features = tuple(c for c in columns if c not in (self.target, self.time_column))
         if not features:
             raise SourceConfigError(f"IAC_REPLAY_PATH: {self.path} has no feature column")
-        if self._frame().empty:
+        frame = self._frame()
+        if frame.empty:
             raise SourceConfigError(f"IAC_REPLAY_PATH: {self.path} has no data row")
-        self.schema = Schema(features=features, categorical=self.categorical, target=self.target)
+        for column in features:
+            if column not in self.categorical and frame[column].dtype == object:
+                if pd.to_numeric(frame[column], errors="coerce").notna().sum() == 0:
+                    raise SourceConfigError(
+                        f"IAC_REPLAY_CATEGORICAL_COLUMNS: column {column!r} holds no number; "
+                        "declare it categorical"
+                    )
+        self.schema = Schema(
+            features=features,
+            categorical=self.categorical,
+            target=self.target,
+            classes=tuple(self.classes),
+        )
 
     @property
     def name(self) -> str:
@@ -192,6 +227,11 @@ class ReplaySource:
         start = offset * self.batch_size
         rows = self._frame().iloc[start : start + self.batch_size]
         out = rows[[*self.schema.features, self.target]].reset_index(drop=True)
+        # One stray text cell makes pandas read its whole column as text: parse it back
+        # per batch, so only the batch holding that cell is affected (and rejected).
+        for column in self.schema.numeric:
+            if out[column].dtype == object:
+                out[column] = _numbers_where_possible(out[column])
         # Strings, but a missing value stays missing (not the category "nan").
         for column in (*self.categorical, self.target):
             out[column] = (
@@ -221,4 +261,5 @@ def build_source(settings: Settings) -> BatchSource:
         time_column=settings.replay_time_column,
         categorical=tuple(settings.replay_categorical_columns),
         loop=settings.replay_loop,
+        classes=tuple(settings.replay_classes),
     )

@@ -96,6 +96,21 @@ def accuracy(model: Any, frame: pd.DataFrame, schema: Schema) -> float:
     return float(np.mean(predicted.astype(str) == truth.astype(str)))
 
 
+def majority_accuracy(frame: pd.DataFrame, schema: Schema) -> float:
+    """Accuracy of always answering the most frequent label of ``frame`` (0..1).
+
+    The no-information baseline of the promotion gate: a model that cannot beat it has
+    learnt nothing usable about these rows. A single-class ``frame`` scores 1.0.
+
+    Raises:
+        ValueError: if ``frame`` has no labelled row.
+    """
+    labels = frame[schema.target].dropna()
+    if labels.empty:
+        raise ValueError("cannot compute a baseline on an empty batch (no labelled row)")
+    return float(labels.astype(str).value_counts().iloc[0] / len(labels))
+
+
 def split_holdout(
     frame: pd.DataFrame, batch_col: str = "batch_id", min_fraction: float = 0.25
 ) -> tuple[pd.DataFrame, pd.DataFrame]:

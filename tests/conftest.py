@@ -19,7 +19,7 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
-_PREFIXES = ("IAC_", "MLFLOW_TRACKING_URI", "PREFECT_API_URL")
+_PREFIXES = ("IAC_", "MLFLOW_TRACKING_URI", "MLFLOW_HTTP_REQUEST_", "PREFECT_API_URL")
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ia_continu.passwords import check_encoded
 
 
 class UiSettings(BaseSettings):
@@ -58,9 +60,25 @@ class UiSettings(BaseSettings):
     @field_validator("password_hash")
     @classmethod
     def _scrypt_only(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith("scrypt:"):
-            raise ValueError("IAC_UI_PASSWORD_HASH must come from `ia-continu ui-password`")
+        # Checked in full here, not at login: a hash that could never match would
+        # otherwise look like a wrong password forever.
+        if value is not None:
+            check_encoded(value.get_secret_value())
         return value
+
+
+def invalid_settings_message(error: ValidationError, prefix: str) -> str:
+    """One line naming each bad variable (``prefix`` + field name, upper case) and why.
+
+    Pydantic's own text is not used: it quotes the input (a secret, for a password hash
+    or a token) and links to its documentation.
+    """
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]).upper()
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{prefix}{field}: {reason}" if field else reason)
+    return "; ".join(problems)
 
 
 @lru_cache

@@ -16,7 +16,11 @@ router = APIRouter(prefix="/model", tags=["model"])
     responses={503: {"model": ErrorMessage, "description": "No model loaded yet."}},
 )
 async def model_info(served: ServedModelDep, watcher: WatcherDep) -> ModelInfo:
-    """Name, version, alias, training time, metrics and signature of the served model."""
+    """Name, version, alias, training time, metrics and signature of the served model.
+
+    ``alias`` is ``previous`` when the champion could not be loaded at start-up;
+    ``fallback_reason`` then says why.
+    """
     return ModelInfo(
         name=served.name,
         version=served.version,
@@ -29,4 +33,5 @@ async def model_info(served: ServedModelDep, watcher: WatcherDep) -> ModelInfo:
         input_columns=served.validator.as_dict(),
         signature=served.signature,
         registry_reachable=watcher.registry_reachable,
+        fallback_reason=watcher.fallback_reason,
     )

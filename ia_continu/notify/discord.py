@@ -6,20 +6,32 @@ title 256, description 4096, 25 fields, field name 256, field value 1024, footer
 (topics/rate-limits): a 429 carries ``retry_after`` in seconds (JSON body) and a
 ``Retry-After`` header.
 
-Sending never raises: a notification failure must not fail or block training.
+Sending never raises and never blocks for long: a notification failure must not fail or
+hold up training. One wall-clock ``deadline`` bounds a whole send (every attempt, 429 wait,
+backoff and read): httpx's timeouts apply per socket operation, so a server that trickles
+its answer one byte at a time would otherwise hold the caller for minutes. The bound is
+anyio's ``move_on_after`` around ``httpx.AsyncClient`` (cancellation closes the
+connection). ``deliver`` adds an outbox (``ia_continu.notify.outbox``): what Discord could
+not take in time is kept for the next cycle.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import anyio
 import httpx
 from loguru import logger
+
+from ia_continu.notify.outbox import Outbox, Pending
 
 Status = Literal["success", "failure", "warning", "drift", "info"]
 
@@ -122,12 +134,22 @@ def _fit_total(embed: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class Delivery:
-    """What happened to one message: ``delivered`` and the last HTTP status, if any."""
+    """What happened to one message.
+
+    ``delivered``; the last HTTP status (None: no answer); the attempts made; a detail that
+    never contains the webhook URL; ``retryable``: worth trying again later (429, 5xx,
+    transport error, deadline), as opposed to a message Discord rejected (other 4xx).
+    """
 
     delivered: bool
     status_code: int | None
     attempts: int
     detail: str
+    retryable: bool = False
+
+
+Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -156,66 +178,321 @@ def _fit_message(embeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept
 
 
-def send(
-    webhook_url: str | None,
-    embeds: list[dict[str, Any]],
-    *,
-    timeout: float = 5.0,
-    max_attempts: int = 3,
-    max_retry_after: float = 10.0,
-    http: httpx.Client | None = None,
-    sleep: Any = time.sleep,
-) -> Delivery:
-    """POST ``embeds`` (at most 10) to a Discord webhook. Never raises.
-
-    429: waits ``retry_after`` seconds then retries, unless the wait exceeds
-    ``max_retry_after`` (then gives up rather than block training). 5xx and transport
-    errors: retried with 0.5 s, 1 s, … backoff. Other 4xx: not retried. The URL is a
-    secret and is never logged.
-
-    Returns:
-        The delivery outcome.
-    """
-    if not webhook_url:
-        logger.info("Discord webhook not configured: notification not sent")
-        return Delivery(False, None, 0, "no webhook configured")
-    payload = {"embeds": _fit_message(embeds)}
+def _quiet_httpx() -> None:
     # httpx logs each request's full URL at INFO; the URL carries the webhook token.
     if logging.getLogger("httpx").getEffectiveLevel() < logging.WARNING:
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    owned = http is None
-    client = http or httpx.Client(timeout=timeout)
-    status: int | None = None
-    detail = ""
-    attempt = 0
+
+
+def _run_sync(function: Callable[[], Awaitable[T]]) -> T:
+    """Run ``function()`` to completion from synchronous code.
+
+    ``anyio.run`` needs a thread without a running event loop; a caller inside one (an
+    async hook, a notebook) gets a short-lived thread of its own.
+    """
     try:
-        for attempt in range(1, max_attempts + 1):
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return anyio.run(function)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="discord") as pool:
+        return pool.submit(anyio.run, function).result()
+
+
+async def _send_one(
+    client: httpx.AsyncClient,
+    webhook_url: str,
+    embeds: list[dict[str, Any]],
+    *,
+    deadline_at: float,
+    timeout: float,
+    max_attempts: int,
+    max_retry_after: float,
+    sleep: Sleep,
+) -> Delivery:
+    """One message, retried within ``deadline_at`` (``anyio.current_time()`` clock)."""
+    payload = {"embeds": _fit_message(embeds)}
+    status: int | None = None
+    detail = "no attempt made"
+    for attempt in range(1, max_attempts + 1):
+        remaining = deadline_at - anyio.current_time()
+        if remaining <= 0:
+            return Delivery(False, status, attempt - 1, f"{detail}; deadline reached", True)
+        response: httpx.Response | None = None
+        with anyio.move_on_after(remaining) as scope:
             try:
-                response = client.post(webhook_url, json=payload, timeout=timeout)
-            except httpx.HTTPError as exc:
+                response = await client.post(
+                    webhook_url, json=payload, timeout=min(timeout, remaining)
+                )
+            except httpx.HTTPError as exc:  # str(exc) may quote the URL: type name only
                 status, detail = None, f"transport error: {type(exc).__name__}"
-                if attempt < max_attempts:
-                    sleep(0.5 * attempt)
-                continue
+        if scope.cancelled_caught:
+            return Delivery(False, None, attempt, "no complete answer before the deadline", True)
+        if response is None:
+            wait = 0.5 * attempt
+        else:
             status = response.status_code
             if response.is_success:
                 return Delivery(True, status, attempt, "delivered")
             if status == 429:
                 wait = _retry_after(response)
                 detail = f"rate limited, retry_after={wait:.2f}s"
-                if wait > max_retry_after or attempt == max_attempts:
-                    break
-                sleep(wait)
-                continue
-            if status >= 500:
-                detail = f"server error {status}"
-                if attempt < max_attempts:
-                    sleep(0.5 * attempt)
-                continue
-            detail = f"rejected with {status}"
-            break
-    finally:
-        if owned:
-            client.close()
-    logger.warning("Discord notification not delivered: {}", detail or "no attempt made")
-    return Delivery(False, status, attempt, detail)
+                if wait > max_retry_after:
+                    detail += f" over the {max_retry_after:g}s cap"
+                    return Delivery(False, status, attempt, detail, True)
+            elif status >= 500:
+                detail, wait = f"server error {status}", 0.5 * attempt
+            else:
+                return Delivery(False, status, attempt, f"rejected with {status}")
+        if attempt == max_attempts:
+            return Delivery(False, status, attempt, detail, True)
+        if anyio.current_time() + wait >= deadline_at:
+            return Delivery(False, status, attempt, f"{detail}; no time left to retry", True)
+        await sleep(wait)
+    return Delivery(False, None, 0, "no attempt made (max_attempts < 1)", True)
+
+
+def send(
+    webhook_url: str | None,
+    embeds: list[dict[str, Any]],
+    *,
+    timeout: float = 5.0,
+    deadline: float = 10.0,
+    max_attempts: int = 3,
+    max_retry_after: float = 10.0,
+    sleep: Sleep = anyio.sleep,
+) -> Delivery:
+    """POST one message of ``embeds`` (at most 10 kept) to a Discord webhook. Never raises.
+
+    Args:
+        webhook_url: the webhook (a secret: never logged); None or "" sends nothing.
+        embeds: ``build_embed`` outputs.
+        timeout: seconds per socket operation (connect, write, each read).
+        deadline: wall-clock seconds for the whole call, attempts and waits included.
+        max_attempts: at most this many POSTs (>= 1).
+        max_retry_after: a 429 asking to wait longer than this is not waited for.
+        sleep: awaitable sleep (tests record the waits instead).
+
+    429: waits ``retry_after`` then retries, unless the wait exceeds ``max_retry_after``
+    or the deadline. 5xx and transport errors: retried with 0.5 s, 1 s, … backoff. Other
+    4xx: not retried.
+
+    Returns:
+        The delivery outcome; ``retryable`` when a later try may succeed.
+    """
+    if not webhook_url:
+        logger.info("Discord webhook not configured: notification not sent")
+        return Delivery(False, None, 0, "no webhook configured")
+    url = webhook_url
+    _quiet_httpx()
+
+    async def run() -> Delivery:
+        deadline_at = anyio.current_time() + deadline
+        # Belt and braces: _send_one honours deadline_at; this bounds anything around it.
+        with anyio.move_on_after(deadline + 1.0):
+            async with httpx.AsyncClient() as client:
+                return await _send_one(
+                    client,
+                    url,
+                    embeds,
+                    deadline_at=deadline_at,
+                    timeout=timeout,
+                    max_attempts=max_attempts,
+                    max_retry_after=max_retry_after,
+                    sleep=sleep,
+                )
+        return Delivery(False, None, 0, "no complete answer before the deadline", True)
+
+    try:
+        delivery = _run_sync(run)
+    except Exception as exc:  # never raise: a notification must not fail the caller
+        delivery = Delivery(False, None, 0, f"not sent: {type(exc).__name__}")
+    if not delivery.delivered:
+        logger.warning("Discord notification not delivered: {}", delivery.detail)
+    return delivery
+
+
+@dataclass
+class Report:
+    """Outcome of one ``deliver`` call: counts of messages, and why some were not delivered.
+
+    ``delivered``: sent this time (new or from the outbox); ``queued``: new messages put in
+    the outbox for the next cycle; ``dropped``: given up on (Discord rejected them, or the
+    outbox was full); ``outbox``: messages waiting after this call; ``detail``: the first
+    failure's reason (never the URL).
+    """
+
+    delivered: int = 0
+    queued: int = 0
+    dropped: int = 0
+    outbox: int = 0
+    detail: str = ""
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    @property
+    def troubled(self) -> bool:
+        """Something was queued or dropped, or messages still wait: worth a warning."""
+        return bool(self.queued or self.dropped or self.outbox)
+
+    def summary(self) -> str:
+        """One line for logs and Prefect task results."""
+        text = (
+            f"{self.delivered} delivered, {self.queued} queued, {self.dropped} dropped, "
+            f"{self.outbox} waiting in the outbox"
+        )
+        return f"{text} ({self.detail})" if self.detail else text
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready counts and detail (what the ``send-discord`` task returns)."""
+        return {
+            "delivered": self.delivered,
+            "queued": self.queued,
+            "dropped": self.dropped,
+            "outbox": self.outbox,
+            "detail": self.detail,
+        }
+
+
+def _title(embeds: list[dict[str, Any]]) -> str:
+    title = str(embeds[0].get("title", "")) if embeds else ""
+    return title[:100]
+
+
+def deliver(
+    webhook_url: str | None,
+    messages: Sequence[list[dict[str, Any]]],
+    outbox: Outbox | None,
+    *,
+    timeout: float = 5.0,
+    deadline: float = 10.0,
+    max_attempts: int = 3,
+    max_retry_after: float = 10.0,
+    sleep: Sleep = anyio.sleep,
+) -> Report:
+    """Send the outbox's waiting messages, oldest first, then ``messages``, within one
+    wall-clock ``deadline`` (seconds) for them all. Never raises.
+
+    Each message is a list of embeds (one Discord message). At the first retryable failure
+    (429, 5xx, transport error, deadline) the call stops: that message and every later one
+    go back to the outbox, in order, for the next call. A message Discord rejects (other
+    4xx) is dropped and logged. Without an outbox (None) nothing is kept: failures are
+    dropped. Without a webhook nothing is sent, queued or counted.
+
+    Every outcome is logged (a warning when something is queued or dropped; the embed
+    titles, never the URL) and counted in the outbox's ``counts`` (see
+    ``Outbox.settle``), which the flows push as ``iac_notifications_total``.
+
+    Returns:
+        The counts for this call.
+    """
+    try:
+        return _deliver(
+            webhook_url,
+            messages,
+            outbox,
+            timeout=timeout,
+            deadline=deadline,
+            max_attempts=max_attempts,
+            max_retry_after=max_retry_after,
+            sleep=sleep,
+        )
+    except Exception as exc:  # e.g. an unwritable data dir: log, never fail the caller
+        # Only an OSError's text (a path) is shown: other messages might quote the URL.
+        shown = f": {exc}" if isinstance(exc, OSError) else ""
+        logger.warning("Discord delivery failed: {}{}", type(exc).__name__, shown)
+        return Report(detail=f"delivery failed: {type(exc).__name__}")
+
+
+def _deliver(
+    webhook_url: str | None,
+    messages: Sequence[list[dict[str, Any]]],
+    outbox: Outbox | None,
+    *,
+    timeout: float,
+    deadline: float,
+    max_attempts: int,
+    max_retry_after: float,
+    sleep: Sleep,
+) -> Report:
+    if not webhook_url:
+        if messages:
+            logger.info(
+                "Discord webhook not configured: {} notification(s) not sent", len(messages)
+            )
+        return Report(outbox=outbox.size() if outbox is not None else 0)
+    url = webhook_url
+    _quiet_httpx()
+    now = time.time()
+    waiting = outbox.take() if outbox is not None else []
+    new = [Pending(embeds=list(m), queued_at=now) for m in messages]
+    todo = waiting + new
+    results: list[Delivery | None] = [None] * len(todo)
+
+    async def run() -> None:
+        deadline_at = anyio.current_time() + deadline
+        # Belt and braces: _send_one honours deadline_at; this bounds anything around it.
+        with anyio.move_on_after(deadline + 1.0):
+            async with httpx.AsyncClient() as client:
+                for index, message in enumerate(todo):
+                    result = await _send_one(
+                        client,
+                        url,
+                        message.embeds,
+                        deadline_at=deadline_at,
+                        timeout=timeout,
+                        max_attempts=max_attempts,
+                        max_retry_after=max_retry_after,
+                        sleep=sleep,
+                    )
+                    results[index] = result
+                    if not result.delivered and result.retryable:
+                        return  # Discord is rate limiting or unwell: the rest waits too
+
+    try:
+        _run_sync(run)
+    except Exception as exc:  # never raise: whatever was not sent goes back to the outbox
+        logger.warning("Discord delivery interrupted: {}", type(exc).__name__)
+    report = Report()
+    keep: list[Pending] = []
+    for index, message in enumerate(todo):
+        result = results[index]
+        is_new = index >= len(waiting)
+        if result is not None:
+            report.deliveries.append(result)
+        if result is not None and result.delivered:
+            report.delivered += 1
+            continue
+        reason = result.detail if result is not None else "not tried: an earlier message failed"
+        if result is not None and not report.detail:
+            report.detail = result.detail
+        if result is not None and not result.retryable:
+            report.dropped += 1
+            logger.warning(
+                "Discord notification dropped ({}): {!r}", reason, _title(message.embeds)
+            )
+            continue
+        keep.append(message.tried(reason) if result is not None else message)
+        if is_new:
+            report.queued += 1
+    if outbox is None:
+        report.dropped += len(keep)
+        report.queued = 0
+        for message in keep:
+            logger.warning("Discord notification dropped (no outbox): {!r}", _title(message.embeds))
+    else:
+        overflow = outbox.settle(
+            keep,
+            {"delivered": report.delivered, "queued": report.queued, "dropped": report.dropped},
+        )
+        report.dropped += len(overflow)
+        for message in overflow:
+            logger.warning(
+                "Discord notification dropped (outbox full, {} kept): {!r}",
+                outbox.max_messages,
+                _title(message.embeds),
+            )
+        report.outbox = outbox.size()
+    if report.troubled:
+        logger.warning("Discord: {}", report.summary())
+    elif report.delivered:
+        logger.info("Discord: {}", report.summary())
+    return report

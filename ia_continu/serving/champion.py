@@ -4,7 +4,8 @@
 at another version loads that version by its pinned URI, warms it on its input
 example, and swaps a single reference. A request reads that reference once, so it
 finishes on the model it started with; a failed load or an unreachable registry
-leaves the last good model serving.
+leaves the last good model serving, and a fresh start whose champion cannot be loaded
+serves ``previous``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from loguru import logger
 from mlflow.models import Model
 
 from ia_continu import registry
+from ia_continu.logs import redact
 from ia_continu.serving.onnx_runtime import OnnxPredictor, compile_onnx
 from ia_continu.serving.signature import SignatureValidator
 
@@ -144,11 +146,18 @@ def load_served_model(
     return served
 
 
+def _why(exc: BaseException, limit: int) -> str:
+    """An exception as one public line: /ready shows it to anyone, so no URL password,
+    token or webhook secret (:func:`ia_continu.logs.redact`), and bounded in length."""
+    return redact(f"{type(exc).__name__}: {exc}")[:limit]
+
+
 class PollOutcome(StrEnum):
     """What one poll of the registry did."""
 
     UNCHANGED = "unchanged"
     RELOADED = "reloaded"
+    FALLBACK = "fallback"
     NO_CHAMPION = "no_champion"
     UNREACHABLE = "unreachable"
     LOAD_FAILED = "load_failed"
@@ -160,6 +169,12 @@ Loader = Callable[..., ServedModel]
 class ChampionWatcher:
     """Holds the served model and swaps it when the registry alias moves.
 
+    When the version behind ``alias`` cannot be loaded (corrupted artifact, missing
+    dependency, unusable signature), the model already loaded keeps serving; with
+    nothing loaded yet (a fresh start), the version behind ``fallback_alias``
+    (``previous``) is loaded instead, so a broken champion does not take serving
+    down. :attr:`fallback_reason` says why another version than the alias's serves.
+
     Args:
         tracking_uri: MLflow tracking/registry URI.
         name: registered model name.
@@ -168,6 +183,8 @@ class ChampionWatcher:
         loader: how a version is loaded (tests inject failures here).
         use_onnx: try the ONNX fast path for each loaded version.
         retry_failed_after: seconds before a version that failed to load is tried again.
+        fallback_alias: alias served at start-up when ``alias`` cannot be loaded
+            (``previous``); None disables the fallback.
     """
 
     def __init__(
@@ -179,6 +196,7 @@ class ChampionWatcher:
         loader: Loader = load_served_model,
         use_onnx: bool = True,
         retry_failed_after: float = 60.0,
+        fallback_alias: str | None = registry.PREVIOUS,
     ):
         self.tracking_uri = tracking_uri
         self.name = name
@@ -187,11 +205,15 @@ class ChampionWatcher:
         self._loader = loader
         self.use_onnx = use_onnx
         self.retry_failed_after = retry_failed_after
-        self._failures: dict[int, float] = {}  # version -> monotonic time of its failed load
+        self.fallback_alias = fallback_alias if fallback_alias != alias else None
+        # version -> (monotonic time of its failed load, why it failed)
+        self._failures: dict[int, tuple[float, str]] = {}
         self.current: ServedModel | None = None
         self.last_poll_at: datetime | None = None
         self.last_outcome: PollOutcome | None = None
         self.last_error: str | None = None
+        self.alias_version: int | None = None  # version behind ``alias`` at the last poll
+        self.fallback_reason: str | None = None
         self._lock = threading.Lock()  # one poll at a time
 
     @property
@@ -216,41 +238,110 @@ class ChampionWatcher:
         try:
             ref = registry.get_alias(registry.client(self.tracking_uri), self.name, self.alias)
         except Exception as exc:  # any client failure means "unreachable"
-            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self.last_error = _why(exc, 500)
             if self.last_outcome is not PollOutcome.UNREACHABLE:  # log the change, not every poll
                 logger.warning("model registry unreachable, keeping the served model: {}", exc)
             return PollOutcome.UNREACHABLE
         if ref is None:
+            self.alias_version = None
             self.last_error = f"{self.name!r} has no {self.alias!r} alias"
             return PollOutcome.NO_CHAMPION
-        if self.current is not None and self.current.version == ref.version:
+        self.alias_version = ref.version
+        current = self.current
+        if current is not None and current.version == ref.version:
+            if current.alias != self.alias:  # e.g. a rollback onto the fallback version
+                self.current = replace(current, alias=self.alias)
+                logger.info(
+                    "{} version {} is {!r} again: fallback over", self.name, ref.version, self.alias
+                )
             self.last_error = None
+            self.fallback_reason = None
             return PollOutcome.UNCHANGED
-        failed_at = self._failures.get(ref.version)
-        if failed_at is not None and time.monotonic() - failed_at < self.retry_failed_after:
-            return PollOutcome.LOAD_FAILED  # do not download a broken version every poll
+        loaded = self._load(ref.version, self.alias)
+        if loaded is not None:
+            self.current = loaded  # the swap: one reference assignment
+            self.last_error = None
+            self.fallback_reason = None
+            logger.info(
+                "serving {} version {} with {} (was {})",
+                self.name,
+                loaded.version,
+                loaded.runtime,
+                current.version if current is not None else "none",
+            )
+            return PollOutcome.RELOADED
+        reason = (
+            f"{self.alias} version {ref.version} cannot be loaded: {self._failures[ref.version][1]}"
+        )
+        if current is not None:
+            serving = (
+                f"keeping version {current.version}"
+                if current.alias == self.alias
+                else f"serving {current.alias} version {current.version}"
+            )
+            if self.fallback_reason is None:
+                logger.error("{}; {}", reason, serving)
+            self.fallback_reason = f"{reason}; {serving}"[:500]
+            return PollOutcome.LOAD_FAILED
+        return self._fall_back(reason)
+
+    def _load(self, version: int, alias: str) -> ServedModel | None:
+        """Load ``version`` (None if it failed, now or less than ``retry_failed_after`` ago)."""
+        failed = self._failures.get(version)
+        if failed is not None and time.monotonic() - failed[0] < self.retry_failed_after:
+            return None  # do not download a broken version every poll
         try:
             loaded = self._loader(
                 self.tracking_uri,
                 self.name,
-                ref.version,
-                self.alias,
+                version,
+                alias,
                 self.max_batch_rows,
                 use_onnx=self.use_onnx,
             )
         except Exception as exc:  # a bad version must not take serving down
-            self.last_error = f"version {ref.version}: {type(exc).__name__}: {exc}"[:500]
-            self._failures[ref.version] = time.monotonic()
-            logger.error("could not load {} version {}: {}", self.name, ref.version, exc)
+            why = _why(exc, 400)
+            self._failures[version] = (time.monotonic(), why)
+            self.last_error = f"version {version}: {why}"
+            logger.error("could not load {} version {}: {}", self.name, version, exc)
+            return None
+        self._failures.pop(version, None)
+        return loaded
+
+    def _fall_back(self, reason: str) -> PollOutcome:
+        """Nothing serves and the alias's version cannot load: serve ``fallback_alias``."""
+        self.last_error = reason[:500]
+        self.fallback_reason = None
+        if self.fallback_alias is None:
             return PollOutcome.LOAD_FAILED
-        old = self.current
-        self.current = loaded  # the swap: one reference assignment
-        self.last_error = None
-        logger.info(
-            "serving {} version {} with {} (was {})",
+        try:
+            ref = registry.get_alias(
+                registry.client(self.tracking_uri), self.name, self.fallback_alias
+            )
+        except Exception as exc:
+            self.last_error = f"{reason}; {self.fallback_alias!r} unreadable: {_why(exc, 300)}"
+            return PollOutcome.LOAD_FAILED
+        if ref is None:
+            self.last_error = f"{reason}; no {self.fallback_alias!r} alias to fall back to"[:500]
+            return PollOutcome.LOAD_FAILED
+        loaded = self._load(ref.version, self.fallback_alias)
+        if loaded is None:
+            why = self._failures[ref.version][1]
+            self.last_error = (
+                f"{reason}; {self.fallback_alias} version {ref.version} cannot be loaded "
+                f"either: {why}"
+            )[:500]
+            return PollOutcome.LOAD_FAILED
+        self.current = loaded
+        self.last_error = reason[:500]
+        self.fallback_reason = f"{reason}; serving {self.fallback_alias} version {ref.version}"[
+            :500
+        ]
+        logger.error(
+            "{}; serving {} version {} of {} instead",
+            reason,
+            self.fallback_alias,
+            ref.version,
             self.name,
-            loaded.version,
-            loaded.runtime,
-            old.version if old is not None else "none",
         )
-        return PollOutcome.RELOADED
+        return PollOutcome.FALLBACK

@@ -4,20 +4,23 @@ request path.
 Requests hand a record to a bounded queue (:meth:`PredictionLog.offer`, never blocks);
 one writer thread drains it and inserts in batches. When the queue is full the
 record is dropped and counted: serving latency wins over logging completeness.
+The same thread applies the retention (:func:`prune_predictions`): oldest writes
+deleted by age and by number of predictions kept, a bounded amount per pass.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pandas as pd
 from loguru import logger
-from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy import Engine, Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from ia_continu.storage.tables import PredictionLogRow
@@ -42,15 +45,118 @@ class PredictionRecord:
     probabilities: list[float] | None
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How much of the prediction log to keep.
+
+    Attributes:
+        max_age: writes whose newest prediction is older are deleted; None: no age limit.
+        max_rows: predictions (input rows) kept, the newest; None: no limit. Whole
+            writes are deleted, oldest first, so slightly fewer may remain.
+        interval_seconds: time between two passes.
+        batch_writes: writes (table rows) deleted per transaction.
+        max_batches: transactions per pass: bounds one pass's work and lock time; a
+            pass that hits it is followed by another after ``catch_up_seconds``.
+        catch_up_seconds: pause before the next pass when one pass was not enough.
+    """
+
+    max_age: timedelta | None = timedelta(days=7)
+    max_rows: int | None = 1_000_000
+    interval_seconds: float = 60.0
+    batch_writes: int = 500
+    max_batches: int = 20
+    catch_up_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What one retention pass deleted: writes (table rows) and predictions in them;
+    ``done`` is False when the pass stopped at its bound with more left to delete."""
+
+    writes: int
+    rows: int
+    done: bool
+
+
+def prune_predictions(
+    engine: Engine, retention: Retention, now: datetime | None = None
+) -> PruneResult:
+    """Delete the oldest prediction-log writes beyond ``retention``, in short transactions.
+
+    At most ``retention.max_batches`` transactions of ``retention.batch_writes`` writes
+    each: a big backlog is worked off over several passes instead of one long lock.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database failed (what was deleted stays deleted).
+    """
+    now = now or datetime.now(UTC)
+    writes = rows = 0
+    batches = 0
+    table = PREDICTION_LOG
+    # Age: writes whose newest prediction is older than max_age (last_at is indexed).
+    if retention.max_age is not None:
+        cutoff = now - retention.max_age
+        while True:
+            if batches == retention.max_batches:
+                return PruneResult(writes, rows, done=False)
+            with engine.begin() as connection:
+                doomed = connection.execute(
+                    select(table.c.id, table.c.n_rows)
+                    .where(table.c.last_at < cutoff)
+                    .order_by(table.c.id)
+                    .limit(retention.batch_writes)
+                ).all()
+                if doomed:
+                    connection.execute(delete(table).where(table.c.id.in_([d.id for d in doomed])))
+            batches += 1
+            writes += len(doomed)
+            rows += sum(d.n_rows for d in doomed)
+            if len(doomed) < retention.batch_writes:
+                break
+    # Count: the oldest writes beyond max_rows predictions.
+    if retention.max_rows is not None:
+        with engine.connect() as connection:
+            kept = connection.execute(select(func.coalesce(func.sum(table.c.n_rows), 0))).scalar()
+        excess = int(kept or 0) - retention.max_rows
+        while excess > 0 and batches < retention.max_batches:
+            with engine.begin() as connection:
+                oldest = connection.execute(
+                    select(table.c.id, table.c.n_rows)
+                    .order_by(table.c.id)
+                    .limit(retention.batch_writes)
+                ).all()
+                ids: list[int] = []
+                freed = 0
+                for write in oldest:
+                    if freed >= excess:
+                        break
+                    ids.append(write.id)
+                    freed += write.n_rows
+                if ids:
+                    connection.execute(delete(table).where(table.c.id.in_(ids)))
+            batches += 1
+            writes += len(ids)
+            rows += freed
+            excess -= freed
+            if not ids:
+                break
+        if excess > 0:
+            return PruneResult(writes, rows, done=False)
+    return PruneResult(writes, rows, done=True)
+
+
 class PredictionLog:
     """Bounded queue + writer thread inserting :class:`PredictionRecord` batches.
 
     Args:
-        engine: project database.
+        engine: the prediction log's database (the project database by default).
         max_queued: most requests waiting to be written; more are dropped.
         flush_seconds: longest wait before a partial batch is written.
         max_rows_per_write: rows per INSERT transaction.
         on_written / on_dropped / on_failed: called with a row count (metrics hooks).
+        retention: what to keep; the writer thread prunes every
+            ``retention.interval_seconds``. None keeps everything.
+        on_pruned: called with the number of predictions each pass deleted.
     """
 
     def __init__(
@@ -62,12 +168,17 @@ class PredictionLog:
         on_written: Callable[[int], None] = _ignore,
         on_dropped: Callable[[int], None] = _ignore,
         on_failed: Callable[[int], None] = _ignore,
+        retention: Retention | None = None,
+        on_pruned: Callable[[int], None] = _ignore,
     ):
         self._engine = engine
         self._queue: queue.Queue[PredictionRecord | None] = queue.Queue(max_queued)
         self._flush_seconds = flush_seconds
         self._max_rows = max_rows_per_write
         self._on_written, self._on_dropped, self._on_failed = on_written, on_dropped, on_failed
+        self._retention = retention
+        self._on_pruned = on_pruned
+        self._next_prune = time.monotonic()  # first pass right after start
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._closing = threading.Event()
         self._started = False
@@ -109,6 +220,7 @@ class PredictionLog:
         # a thread switch and a GIL hand-off per request.
         stop = False
         while not stop:
+            self._prune_if_due()
             try:
                 item = self._queue.get(timeout=self._flush_seconds)
             except queue.Empty:
@@ -131,6 +243,27 @@ class PredictionLog:
                     break
             if pending:
                 self._write(pending, rows)
+
+    def _prune_if_due(self) -> None:
+        retention = self._retention
+        if retention is None or time.monotonic() < self._next_prune:
+            return
+        try:
+            result = prune_predictions(self._engine, retention)
+        except Exception as exc:  # the writer thread must survive a database outage
+            logger.error("prediction log retention pass failed: {}", exc)
+            self._next_prune = time.monotonic() + retention.interval_seconds
+            return
+        if result.rows:
+            self._on_pruned(result.rows)
+            logger.info(
+                "prediction log retention: deleted {} predictions ({} writes){}",
+                result.rows,
+                result.writes,
+                "" if result.done else ", more next pass",
+            )
+        pause = retention.interval_seconds if result.done else retention.catch_up_seconds
+        self._next_prune = time.monotonic() + pause
 
     def _write(self, records: list[PredictionRecord], n_rows: int) -> None:
         first = min(r.created_at for r in records)

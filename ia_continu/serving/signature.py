@@ -11,10 +11,19 @@ from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired
 
 import numpy as np
+import orjson
 import pandas as pd
 from mlflow.models.signature import ModelSignature
 from mlflow.types import DataType
-from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter
+from pydantic import (
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
 
 # pydantic needs typing_extensions.TypedDict on Python < 3.12.
 from typing_extensions import TypedDict
@@ -89,6 +98,7 @@ class SignatureValidator:
         batch = typed_dict("Batch", {"rows": Annotated[list[row], size]})  # type: ignore[valid-type]
         batch.__pydantic_config__ = ConfigDict(extra="forbid")
         self._row: TypeAdapter[dict[str, Any]] = TypeAdapter(row)
+        self._rows: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list[row])  # type: ignore[valid-type]
         self._batch: TypeAdapter[dict[str, Any]] = TypeAdapter(batch)
 
     def row_json_schema(self) -> dict[str, Any]:
@@ -118,14 +128,50 @@ class SignatureValidator:
         rows: list[dict[str, Any]] = self._batch.validate_json(body)["rows"]
         return rows
 
-    def parse_batch(self, body: bytes) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    def parse_batch(
+        self, body: bytes, chunk_rows: int = 1_000
+    ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
         """:meth:`validate_batch`, then :meth:`arrays`: the rows and their column arrays.
+
+        Same answers and errors as :meth:`validate_batch`, but a batch of more than
+        ``chunk_rows`` rows is split with orjson and validated ``chunk_rows`` rows at a
+        time: pydantic holds the GIL for a whole ``validate_json`` call (about 15 ms for
+        10,000 rows), so run in a worker thread this lets the event loop's thread run
+        between chunks instead of stalling every other request. A body orjson refuses
+        (``NaN``, not JSON) or that is not a well-sized ``{"rows": [...]}`` goes through
+        :meth:`validate_batch` for its exact errors.
 
         Raises:
             pydantic.ValidationError: as :meth:`validate_batch`.
         """
-        rows = self.validate_batch(body)
-        return rows, self.arrays(rows)
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            document = None
+        rows = document.get("rows") if isinstance(document, dict) and len(document) == 1 else None
+        if (
+            not isinstance(rows, list)
+            or not chunk_rows < len(rows) <= self.max_batch_rows
+            or not 1 <= chunk_rows
+        ):
+            rows = self.validate_batch(body)
+            return rows, self.arrays(rows)
+        validated: list[dict[str, Any]] = []
+        errors: list[Any] = []
+        for start in range(0, len(rows), chunk_rows):
+            try:
+                # Back to JSON per chunk: JSON-mode validation, so messages and types are
+                # exactly validate_batch's (orjson round-trips what it parsed).
+                chunk = orjson.dumps(rows[start : start + chunk_rows])
+                validated.extend(self._rows.validate_json(chunk))
+            except ValidationError as exc:
+                errors.extend(
+                    {**e, "loc": ("rows", start + int(e["loc"][0]), *e["loc"][1:])}
+                    for e in exc.errors(include_url=False)
+                )
+        if errors:
+            raise ValidationError.from_exception_data("Batch", errors, input_type="json")
+        return validated, self.arrays(validated)
 
     def arrays(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         """Validated rows as one 1-D array per column, in signature order and dtypes.

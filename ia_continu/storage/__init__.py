@@ -1,1 +1,1 @@
-"""Persistence of batches and drift reports (SQLAlchemy 2, schema under Alembic)."""
+"""Persistence of batches, quarantined batches and drift reports (SQLAlchemy 2, Alembic)."""

@@ -1,4 +1,9 @@
-"""Reads and writes of batches and drift reports. Every write is one transaction."""
+"""Reads and writes of batches and drift reports. Every write is one transaction.
+
+Batches are validated before anything is written (``ia_continu.validation``): a batch
+that fails goes to ``quarantined_batches`` instead of ``batches``, taking its stream
+position, so the stream moves past it once and the loop goes on.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ia_continu.sources import BatchSource
-from ia_continu.storage.tables import BatchRow, DriftReportRow
+from ia_continu.storage.tables import BatchRow, DriftReportRow, QuarantinedBatchRow
+from ia_continu.validation import MAX_STORED_FAILURES, validate_batch
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,42 @@ class BatchInfo:
     created: bool = True  # False when an earlier attempt with the same ingest key had stored it
 
 
+@dataclass(frozen=True)
+class QuarantinedBatch:
+    """Metadata of a batch kept aside by validation (never trained on).
+
+    Attributes:
+        id: row id in ``quarantined_batches`` (not a batch id).
+        reason: the first failures (columns, rows, rules), no cell value.
+        failures: up to ``validation.MAX_STORED_FAILURES`` ``{"column", "row", "check"}``.
+        created: False when an earlier attempt with the same ingest key had kept it aside.
+    """
+
+    id: int
+    source: str
+    position: int
+    n_rows: int
+    created_at: datetime
+    reason: str
+    failures: list[dict[str, Any]]
+    created: bool = True
+
+
 def _info(row: BatchRow, created: bool = True) -> BatchInfo:
     return BatchInfo(row.id, row.source, row.position, row.n_rows, row.created_at, created)
+
+
+def _quarantine_info(row: QuarantinedBatchRow, created: bool = True) -> QuarantinedBatch:
+    return QuarantinedBatch(
+        row.id,
+        row.source,
+        row.position,
+        row.n_rows,
+        row.created_at,
+        row.reason,
+        list(row.failures),
+        created,
+    )
 
 
 def _to_json_rows(frame: pd.DataFrame) -> list[list[Any]]:
@@ -50,21 +90,61 @@ def _native(value: Any) -> Any:
     return value
 
 
-def ingest_next(engine: Engine, source: BatchSource, ingest_key: str | None = None) -> BatchInfo:
-    """Persist the next batch of ``source`` exactly once.
+def _to_raw_rows(frame: pd.DataFrame) -> list[list[Any]]:
+    # The rows of a rejected batch, kept whole: JSON has no infinity, so it is kept as
+    # the text "inf"/"-inf" (what pandas.read_csv reads back as a float); NaN is null.
+    rows = frame.astype(object).itertuples(index=False, name=None)
+    return [[_raw_native(v) for v in row] for row in rows]
 
-    The next position is one past the highest stored for ``source.name``. If
-    ``ingest_key`` (for example the flow run id) was already used, the batch stored by
-    that earlier attempt is returned (``created=False``) and nothing is written, so a
-    retried or re-run flow run never duplicates rows. A concurrent writer that took the
-    same position makes the insert fail on the unique constraint; it is retried once.
+
+def _raw_native(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return _native(value)
+
+
+def _next_position(session: Session, source: str) -> int:
+    # Stored and quarantined batches share the stream's positions.
+    last = [
+        session.scalar(select(func.max(table.position)).where(table.source == source))
+        for table in (BatchRow, QuarantinedBatchRow)
+    ]
+    known = [p for p in last if p is not None]
+    return max(known) + 1 if known else 0
+
+
+def ingest_next(
+    engine: Engine,
+    source: BatchSource,
+    ingest_key: str | None = None,
+    *,
+    min_rows: int = 1,
+) -> BatchInfo | QuarantinedBatch:
+    """Validate the next batch of ``source`` and persist it exactly once, in one transaction.
+
+    The next position is one past the highest stored or quarantined for ``source.name``.
+    The batch is validated against ``source.schema`` (``validation.validate_batch``,
+    at least ``min_rows`` labelled rows) before anything is written: a valid batch goes
+    to ``batches``, an invalid one to ``quarantined_batches`` with its reason and raw
+    rows. Either way the position is taken once, so the next call moves on.
+
+    If ``ingest_key`` (for example the flow run id) was already used, what that earlier
+    attempt stored or quarantined is returned (``created=False``) and nothing is written,
+    so a retried or re-run flow run never duplicates rows. A concurrent writer that took
+    the same position makes the insert fail on the unique constraint; it is retried once.
+    (A position's verdict depends only on its batch, and a source serves the same batch
+    for a position every time, so two racing writers target the same table.)
 
     Returns:
-        The stored batch's metadata.
+        The stored batch's metadata, or the quarantined batch's.
 
     Raises:
         sources.StreamExhausted: the replayed stream is over and looping is off.
-        sqlalchemy.exc.OperationalError: the database cannot be reached.
+        sqlalchemy.exc.OperationalError: the database cannot be reached, is locked past
+            the busy timeout, or is read-only (SQLite); nothing was written. Messages
+            carry no row values (engines hide bound parameters).
     """
     for attempt in range(2):
         with Session(engine) as session:
@@ -72,20 +152,37 @@ def ingest_next(engine: Engine, source: BatchSource, ingest_key: str | None = No
                 existing = session.scalar(select(BatchRow).where(BatchRow.ingest_key == ingest_key))
                 if existing is not None:
                     return _info(existing, created=False)
-            last = session.scalar(
-                select(func.max(BatchRow.position)).where(BatchRow.source == source.name)
-            )
-            position = 0 if last is None else last + 1
+                held = session.scalar(
+                    select(QuarantinedBatchRow).where(QuarantinedBatchRow.ingest_key == ingest_key)
+                )
+                if held is not None:
+                    return _quarantine_info(held, created=False)
+            position = _next_position(session, source.name)
             frame = source.batch(position)
-            row = BatchRow(
-                source=source.name,
-                position=position,
-                n_rows=len(frame),
-                ingest_key=ingest_key,
-                created_at=datetime.now(UTC),
-                columns=list(frame.columns),
-                rows=_to_json_rows(frame),
-            )
+            verdict = validate_batch(frame, source.schema, min_rows)
+            row: BatchRow | QuarantinedBatchRow
+            if verdict.valid:
+                row = BatchRow(
+                    source=source.name,
+                    position=position,
+                    n_rows=len(frame),
+                    ingest_key=ingest_key,
+                    created_at=datetime.now(UTC),
+                    columns=list(frame.columns),
+                    rows=_to_json_rows(frame),
+                )
+            else:
+                row = QuarantinedBatchRow(
+                    source=source.name,
+                    position=position,
+                    n_rows=len(frame),
+                    ingest_key=ingest_key,
+                    created_at=datetime.now(UTC),
+                    reason=verdict.reason,
+                    failures=[f.to_dict() for f in verdict.failures[:MAX_STORED_FAILURES]],
+                    columns=[str(c) for c in frame.columns],
+                    rows=_to_raw_rows(frame),
+                )
             session.add(row)
             try:
                 session.commit()
@@ -94,8 +191,47 @@ def ingest_next(engine: Engine, source: BatchSource, ingest_key: str | None = No
                 if attempt:
                     raise
                 continue
+            if isinstance(row, QuarantinedBatchRow):
+                return _quarantine_info(row)
             return _info(row)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def quarantined_batches(engine: Engine, source: str | None = None) -> list[QuarantinedBatch]:
+    """Batches kept aside by validation, of one source or of all, oldest position first."""
+    query = select(QuarantinedBatchRow).order_by(
+        QuarantinedBatchRow.source, QuarantinedBatchRow.position
+    )
+    if source is not None:
+        query = query.where(QuarantinedBatchRow.source == source)
+    with Session(engine) as session:
+        return [_quarantine_info(r) for r in session.scalars(query).all()]
+
+
+def load_quarantined_frame(engine: Engine, quarantine_id: int) -> pd.DataFrame:
+    """The raw rows of a quarantined batch, as served (infinities as the text ``inf``).
+
+    Raises:
+        KeyError: if no such quarantined batch exists.
+    """
+    with Session(engine) as session:
+        row = session.get(QuarantinedBatchRow, quarantine_id)
+        if row is None:
+            raise KeyError(f"quarantined batch not found: {quarantine_id}")
+        return pd.DataFrame(row.rows, columns=row.columns)
+
+
+def stream_positions(engine: Engine, source: str) -> list[int]:
+    """Positions taken in ``source``'s stream, stored and quarantined together, sorted.
+
+    With exactly-once ingestion this is ``0, 1, …, n - 1``: no gap, no duplicate.
+    """
+    with Session(engine) as session:
+        stored = session.scalars(select(BatchRow.position).where(BatchRow.source == source))
+        held = session.scalars(
+            select(QuarantinedBatchRow.position).where(QuarantinedBatchRow.source == source)
+        )
+        return sorted([*stored, *held])
 
 
 def latest_batches(engine: Engine, source: str, n: int) -> list[BatchInfo]:

@@ -32,11 +32,15 @@ def head_revision() -> str:
     return head
 
 
+#: How long a SQLite writer waits for another's lock before "database is locked" (ms).
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
     # WAL lets readers (UI, API) run while a flow writes; busy_timeout waits instead of failing.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -46,6 +50,8 @@ def get_engine(url: str) -> Engine:
     """A pooled engine for ``url`` with its schema at Alembic head (upgraded once per process).
 
     SQLite files get their parent directory created, WAL mode and a 10 s busy timeout.
+    Bound parameters are left out of error messages (``hide_parameters``): a failed
+    insert would otherwise print batch rows in the error that reaches logs and Discord.
 
     Raises:
         sqlalchemy.exc.ArgumentError: if ``url`` is not a SQLAlchemy URL.
@@ -53,7 +59,7 @@ def get_engine(url: str) -> Engine:
     """
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     upgrade(engine)

@@ -43,6 +43,34 @@ class BatchRow(Base):
     rows: Mapped[list[list[Any]]] = mapped_column(JSON)
 
 
+class QuarantinedBatchRow(Base):
+    """A batch that failed validation at ingest, kept aside: never trained on, never in a
+    drift window. It takes its stream position like a stored batch, so the positions of
+    ``batches`` and ``quarantined_batches`` of a source are unique and contiguous together.
+
+    ``reason`` and ``failures`` name columns, rows and rules, never cell values; ``rows``
+    keeps the batch as served (missing cells null, infinities as the text ``inf``/``-inf``)
+    so nothing is lost.
+    """
+
+    __tablename__ = "quarantined_batches"
+    __table_args__ = (
+        UniqueConstraint("source", "position", name="uq_quarantined_batches_source_position"),
+        UniqueConstraint("ingest_key", name="uq_quarantined_batches_ingest_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(200), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    ingest_key: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text)
+    failures: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    rows: Mapped[list[list[Any]]] = mapped_column(JSON)
+
+
 class DriftReportRow(Base):
     """One drift report: reference window vs current window, plus the champion's accuracy."""
 

@@ -38,7 +38,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 command -v debootstrap > /dev/null || {
   echo "installing debootstrap"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap > /dev/null
+  DEBIAN_FRONTEND=noninteractive "$(dirname "$0")/../scripts/apt-get.sh" install -y -qq --no-install-recommends debootstrap > /dev/null
 }
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT

@@ -11,8 +11,8 @@ fi
 if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
   echo "installing $package (apt-get install $package)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$package" > /dev/null
+  "$(dirname "$0")/apt-get.sh" update -qq
+  "$(dirname "$0")/apt-get.sh" install -y -qq --no-install-recommends "$package" > /dev/null
 elif [ "$required" = --required ]; then
   echo "$program is missing: apt-get install $package" >&2
   exit 1

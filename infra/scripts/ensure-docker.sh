@@ -22,18 +22,22 @@ command -v debootstrap > /dev/null || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (apt-get install)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+  "$(dirname "$0")/apt-get.sh" update -qq
+  "$(dirname "$0")/apt-get.sh" install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
 fi
 echo "starting dockerd (log: $log)"
 nohup dockerd --storage-driver=overlay2 --iptables=false --bridge=none > "$log" 2>&1 &
-for _ in $(seq 60); do
-  if docker info > /dev/null 2>&1; then
+# A few seconds on a quiet machine; a loaded one (or a first start that sets up its
+# storage) can take a minute or two.
+wait_s=${IAC_DOCKERD_START_WAIT:-180}
+deadline=$((SECONDS + wait_s))
+while [ "$SECONDS" -lt "$deadline" ]; do
+  if timeout 30 docker info > /dev/null 2>&1; then
     echo "dockerd is up ($(docker version --format '{{.Server.Version}}'))"
     exit 0
   fi
   sleep 0.5
 done
-echo "dockerd did not start within 30 s:" >&2
+echo "dockerd did not start within $wait_s s:" >&2
 tail -20 "$log" >&2
 exit 1

@@ -9,8 +9,8 @@ fi
 if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
   echo "installing PostgreSQL server binaries (apt-get install postgresql)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends postgresql > /dev/null
+  "$(dirname "$0")/apt-get.sh" update -qq
+  "$(dirname "$0")/apt-get.sh" install -y -qq --no-install-recommends postgresql > /dev/null
   # The package starts a cluster on 5432; the tests use their own, so stop it.
   (service postgresql stop || true) > /dev/null 2>&1
 else

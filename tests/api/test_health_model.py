@@ -31,6 +31,11 @@ def test_ready_turns_200_once_a_champion_is_registered(
         ready = client.get("/ready").json()
         assert ready["ready"] is True and ready["model_version"] == version
         assert ready["registry_reachable"] is True
+        assert (ready["alias"], ready["alias_version"], ready["fallback_reason"]) == (
+            "champion",
+            version,
+            None,
+        )
 
 
 def test_model_describes_the_served_version(

@@ -4,14 +4,21 @@ off the request path, counting drops and failures instead of blocking."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from ia_continu.serving.prediction_log import PredictionLog, PredictionRecord, load_predictions
+from ia_continu.serving.prediction_log import (
+    PredictionLog,
+    PredictionRecord,
+    PruneResult,
+    Retention,
+    load_predictions,
+    prune_predictions,
+)
 from ia_continu.storage.schema import get_engine
 from tests.api.conftest import AppFactory, Registry
 from tests.utils.models import elec2_rows
@@ -153,3 +160,77 @@ def test_load_predictions_since_and_limit(tmp_path: Path) -> None:
     since = load_predictions(engine, since=datetime.fromtimestamp(t0 + 2.5, UTC))
     assert list(since["request_id"].unique()) == ["r3", "r4"]
     assert load_predictions(get_engine(f"sqlite:///{tmp_path / 'empty.db'}")).empty
+
+
+def _log_writes(engine, ages_hours: list[float], rows_each: int = 2) -> None:  # type: ignore[no-untyped-def]
+    """One write per age (hours ago), oldest first, ``rows_each`` predictions each."""
+    log = PredictionLog(engine, flush_seconds=0.01, max_rows_per_write=rows_each)
+    log.start()
+    now = time.time()
+    for i, age in enumerate(ages_hours):
+        rows = ROWS[:rows_each]
+        log.offer(
+            PredictionRecord(now - age * 3600, f"r{i}", "m", 1, rows, ["UP"] * rows_each, None)
+        )
+    log.close()
+
+
+def _request_ids(engine) -> list[str]:  # type: ignore[no-untyped-def]
+    frame = load_predictions(engine, limit=10**6)
+    return [] if frame.empty else list(frame["request_id"].unique())
+
+
+def test_retention_by_age_deletes_old_writes_in_bounded_passes(tmp_path: Path) -> None:
+    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    _log_writes(engine, [300, 250, 200, 190, 180, 2, 1])  # hours ago; 5 older than 7 days
+    rule = Retention(max_age=timedelta(days=7), max_rows=None, batch_writes=2, max_batches=2)
+    first = prune_predictions(engine, rule)
+    assert (first.writes, first.rows, first.done) == (4, 8, False)  # bounded: 2 x 2 writes
+    second = prune_predictions(engine, rule)
+    assert (second.writes, second.done) == (1, True)
+    assert _request_ids(engine) == ["r5", "r6"]
+    assert prune_predictions(engine, rule) == PruneResult(0, 0, True)
+
+
+def test_retention_by_count_keeps_the_newest_predictions(tmp_path: Path) -> None:
+    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    _log_writes(engine, [0.5] * 10, rows_each=3)  # 10 writes of 3 predictions
+    rule = Retention(max_age=None, max_rows=10, batch_writes=4, max_batches=1)
+    assert prune_predictions(engine, rule) == PruneResult(4, 12, False)
+    assert prune_predictions(engine, rule) == PruneResult(3, 9, True)  # 3 writes of 3 kept
+    assert _request_ids(engine) == ["r7", "r8", "r9"]
+
+
+def test_writer_thread_applies_the_retention_and_counts_it(tmp_path: Path) -> None:
+    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    pruned: list[int] = []
+    log = PredictionLog(
+        engine,
+        flush_seconds=0.02,
+        retention=Retention(max_age=None, max_rows=4, interval_seconds=0.05),
+        on_pruned=pruned.append,
+    )
+    log.start()
+    for i in range(6):
+        log.offer(PredictionRecord(time.time(), f"r{i}", "m", 1, ROWS[:2], ["UP", "UP"], None))
+        time.sleep(0.05)  # separate writes
+    deadline = time.monotonic() + 30
+    while sum(pruned) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.close()
+    assert sum(pruned) >= 8 and "r0" not in _request_ids(engine)
+
+
+def test_prediction_log_in_its_own_database(make_app: AppFactory, tmp_path: Path) -> None:
+    """IAC_PREDICTION_LOG_DATABASE_URL: the log goes there (migrated), not to the project DB."""
+    log_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    app = make_app(
+        project={"prediction_log_database_url": log_url},
+        auth="disabled",
+        prediction_log_flush_seconds=0.05,
+    )
+    with TestClient(app) as client:
+        assert client.post("/predict", json=ROWS[0]).status_code == 200
+    assert len(load_predictions(get_engine(log_url))) == 1
+    project = get_engine(f"sqlite:///{(tmp_path / 'state' / 'ia_continu.db').resolve()}")
+    assert load_predictions(project).empty

@@ -1,7 +1,9 @@
 """The console in a real browser against the running demo stack: headless Chromium
 (Debian's) driven by Playwright logs in, presses "Run continuous_training" and sees the
-new flow run appear with its state. Screenshots land in ``test-artifacts/`` (and, with
-``CONSOLE_SCREENSHOTS_DIR`` set, one per page for the README)."""
+new flow run appear with its state; on a console process started fresh, every URL path
+shows the login form and nothing else until the operator logs in. Screenshots land in
+``test-artifacts/`` (and, with ``CONSOLE_SCREENSHOTS_DIR`` set, one per page for the
+README)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,22 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
 
 from ia_continu.passwords import hash_password
-from tests.utils.browser import chromium_page, require_chromium
-from tests.utils.servers import free_port, spawn, stop
+from tests.utils.browser import (
+    chromium_page,
+    console,
+    open_and_settle,
+    procfile,
+    require_chromium,
+    shown_without_login,
+)
+from tests.utils.servers import free_port, stop
+from ui import prefect_ops
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -41,9 +52,18 @@ def _wait(check, what: str, timeout: float, proc, log: Path) -> None:  # type: i
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s:\n{log.read_text()[-4000:]}")
 
 
+class Demo(NamedTuple):
+    """The running demo stack: the console's URL, the operator password, the environment
+    its processes were started with."""
+
+    ui: str
+    password: str
+    env: dict[str, str]
+
+
 @pytest.fixture(scope="module")
-def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """`make demo`'s Procfile on free ports with an operator password; yields (UI URL, password)."""
+def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """`make demo`'s Procfile on free ports with an operator password."""
     require_chromium()
     home = tmp_path_factory.mktemp("demo")
     password = f"operator-{os.urandom(6).hex()}"  # made up at run time, never stored
@@ -76,11 +96,7 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     }
     (home / "state").mkdir(parents=True)
     log = home / "demo.log"
-    proc = spawn(
-        [str(BIN / "honcho"), "-f", str(ROOT / "infra/local/Procfile"), "-d", str(ROOT), "start"],
-        log,
-        env,
-    )
+    proc = procfile(log, env)
     try:
         ui = f"http://127.0.0.1:{ports['ui']}"
         api = env["PREFECT_API_URL"]
@@ -96,15 +112,46 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
             proc,
             log,
         )
-        yield ui, password
+        yield Demo(ui, password, env)
     finally:
         stop(proc)
 
 
-def test_log_in_run_continuous_training_and_see_it(
-    demo_stack: tuple[str, str], tmp_path: Path
+def test_every_route_shows_only_the_login_on_a_fresh_console(
+    demo_stack: Demo, tmp_path: Path
 ) -> None:
-    ui, password = demo_stack
+    """A second console on the demo stack's servers, started for this test: no one has
+    logged in to it, so no st.navigation call has happened in its process (Streamlit's
+    legacy pages/ mode served /pipeline, /model, /predict without login until then)."""
+    schedule = (prefect_ops.schedule_paused, 30, demo_stack.env["PREFECT_API_URL"])
+    paused = prefect_ops.call(*schedule)
+    # What an attacker presses if a page shows it: flip the schedule, start a run.
+    buttons = ["Resume schedule" if paused else "Pause schedule", "Run continuous_training"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with (
+        console(demo_stack.env, tmp_path / "console.log") as url,
+        chromium_page(tmp_path / "chromium-profile") as page,
+    ):
+        page.set_default_timeout(90_000)
+        shown = shown_without_login(page, url, buttons)
+        if not shown:  # then the login still leads to the page the URL names
+            open_and_settle(page, f"{url}/pipeline")
+            page.screenshot(path=str(ARTIFACTS / "console-login.png"), full_page=True)
+            page.get_by_label("Operator password").fill(demo_stack.password)
+            page.get_by_role("button", name="Log in").click()
+            page.get_by_text("Recent flow runs", exact=True).wait_for()
+            # Logged in in this tab (st.navigation has run in the process): another tab is
+            # another Streamlit session, still logged out.
+            other = page.context.new_page()
+            other.set_default_timeout(90_000)
+            shown = shown_without_login(other, url, buttons)
+    # Outside the browser block: Playwright's sync API holds this thread's event loop.
+    assert not shown, f"shown without login: {shown}"
+    assert prefect_ops.call(*schedule) == paused
+
+
+def test_log_in_run_continuous_training_and_see_it(demo_stack: Demo, tmp_path: Path) -> None:
+    ui, password = demo_stack.ui, demo_stack.password
     ARTIFACTS.mkdir(exist_ok=True)
     with chromium_page(tmp_path / "chromium-profile") as page:
         page.set_default_timeout(90_000)

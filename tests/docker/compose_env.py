@@ -31,10 +31,8 @@ def write_env(path: Path, values: dict[str, str]) -> Path:
     return path
 
 
-def compose(
-    env_file: Path, *args: str, project: str | None = None, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    """``docker-compose -f compose.yaml --env-file ENV [-p PROJECT] ARGS`` (not checked).
+def compose_command(env_file: Path, project: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """``docker-compose -f compose.yaml --env-file ENV [-p PROJECT]`` and its environment.
 
     Variables of the caller's environment win over the env file in Compose, and `make`
     exports some (PREFECT_PORT, MLFLOW_PORT): every variable compose.yaml reads is removed
@@ -45,6 +43,25 @@ def compose(
     command = ["docker-compose", "-f", str(COMPOSE_FILE), "--env-file", str(env_file)]
     if project:
         command += ["-p", project]
-    return subprocess.run(
-        [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
-    )
+    return command, env
+
+
+def compose(
+    env_file: Path, *args: str, project: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``docker-compose ... ARGS`` (not checked), for short commands (config, logs, exec).
+
+    Long phases (build, up) go through ``tests.docker.phases.run_phase`` instead.
+
+    Raises:
+        TimeoutError: The command did not finish within ``timeout`` s (it is killed).
+    """
+    command, env = compose_command(env_file, project)
+    try:
+        return subprocess.run(
+            [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
+        )
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(
+            f"docker-compose {' '.join(args)} did not finish within {timeout:.0f} s"
+        ) from None

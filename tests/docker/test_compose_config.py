@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deployments import bootstrap
 from tests.docker.compose_env import (
     COMPOSE_FILE,
     REQUIRED,
@@ -101,9 +102,14 @@ def test_one_shot_and_long_running_services(config: dict[str, Any]) -> None:
 def test_worker_is_a_docker_worker_that_never_installs(config: dict[str, Any]) -> None:
     worker = config["services"]["worker"]
     command = worker["command"]
-    assert command[:3] == ["prefect", "worker", "start"]
+    # The supervisor (deployments.bootstrap --worker-only) runs `prefect worker start`.
+    assert command[:4] == ["python", "-m", "deployments.bootstrap", "--worker-only"]
     assert command[command.index("--type") + 1] == "docker"
-    assert command[command.index("--install-policy") + 1] == "never"
+    assert "--with-healthcheck" in command
+    started = bootstrap.worker_command("prefect", "ia-continu-docker", "docker", healthcheck=True)
+    assert started[:3] == ["prefect", "worker", "start"]
+    assert started[started.index("--install-policy") + 1] == "never"
+    assert "--with-healthcheck" in started
     assert any(v.startswith("/var/run/docker.sock:") for v in _volumes(worker))
     assert worker["group_add"] == ["998"]
 

@@ -18,7 +18,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from tests.utils.fake_discord import FakeDiscord
 from tests.utils.servers import BIN, Stack, prefect_and_mlflow, spawn, stop
 
-pytestmark = pytest.mark.integration
+# The module's servers and bootstrap start under their own bounds (wait_healthy, the
+# bootstrap's 300 s), outside the per-test budget: a slow machine slows them, never fails them.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900, func_only=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL = "it-process-pool"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ def pg_url() -> Iterator[str]:
 
 def test_alembic_creates_the_schema_on_postgres(pg_url: str) -> None:
     engine = get_engine(pg_url)
-    tables = {"batches", "drift_reports", "api_tokens", "prediction_log", "alembic_version"}
+    tables = {"batches", "quarantined_batches", "drift_reports", "api_tokens", "prediction_log"}
     assert tables <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
         assert conn.scalar(text("select version_num from alembic_version")) == head_revision()
@@ -73,15 +72,13 @@ def test_ingest_is_exactly_once_on_postgres(pg_url: str) -> None:
 
 def test_missing_values_round_trip_as_null_on_postgres(pg_url: str, tmp_path: Path) -> None:
     csv = tmp_path / "gaps.csv"
-    csv.write_text("t,colour,x,label\n0,red,1.5,UP\n1,,,DOWN\n")
+    csv.write_text("t,colour,x,label\n0,red,1.5,UP\n1,,2.5,\n")
     source = ReplaySource(csv, target="label", time_column="t", categorical=("colour",))
     engine = get_engine(pg_url)
     info = repository.ingest_next(engine, source, "gaps")
     frame = repository.load_frame(engine, [info.id])
-    assert frame["x"].iloc[0] == 1.5 and (
-        frame["x"].iloc[1] is None or math.isnan(frame["x"].iloc[1])
-    )
-    assert pd.isna(frame["colour"].iloc[1])
+    assert list(frame["x"]) == [1.5, 2.5]
+    assert pd.isna(frame["colour"].iloc[1]) and pd.isna(frame["label"].iloc[1])
     report_id = repository.save_drift_report(
         engine,
         source=source.name,
@@ -97,3 +94,22 @@ def test_missing_values_round_trip_as_null_on_postgres(pg_url: str, tmp_path: Pa
         2.5,
         None,
     ]
+
+
+def test_a_quarantined_batch_keeps_its_rows_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    """JSON on PostgreSQL has no NaN nor infinity: the raw rows keep them as null / "inf"."""
+    csv = tmp_path / "poisoned.csv"
+    csv.write_text("t,colour,x,label\n0,red,1.5,UP\n1,blue,inf,DOWN\n2,red,,UP\n3,red,abc,UP\n")
+    source = ReplaySource(csv, target="label", time_column="t", categorical=("colour",))
+    engine = get_engine(pg_url)
+    held = repository.ingest_next(engine, source, "poisoned")
+    assert isinstance(held, repository.QuarantinedBatch)
+    assert held.reason == (
+        "3 failure(s): column 'x' row 1: infinite; column 'x' row 2: missing; "
+        "column 'x' row 3: not a number"
+    )
+    raw = repository.load_quarantined_frame(engine, held.id)
+    assert raw["x"].tolist() == [1.5, "inf", None, "abc"]
+    assert repository.stream_positions(engine, source.name) == [0]
+    again = repository.ingest_next(engine, source, "poisoned")
+    assert isinstance(again, repository.QuarantinedBatch) and again.created is False

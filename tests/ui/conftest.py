@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from prefect.client.orchestration import get_client
+from streamlit.testing.v1 import AppTest
 
 from tests.utils.models import register_version
 from tests.utils.servers import prefect_server
@@ -59,7 +60,15 @@ def _fresh_ui_settings() -> Iterator[None]:
 
 def page(name: str) -> str:
     """Path of a page script (``pipeline``, ``model``, ``predict``) or of ``app``."""
-    return str(UI / "app.py") if name == "app" else str(UI / "pages" / f"{name}.py")
+    return str(UI / "app.py") if name == "app" else str(UI / "views" / f"{name}.py")
+
+
+def open_page(name: str, timeout: float = 60) -> AppTest:
+    """An AppTest of page ``name`` in a session already logged in (each page checks the
+    login itself, ``ui.auth.require_login``); call ``.run()`` on it."""
+    app = AppTest.from_file(page(name), default_timeout=timeout)
+    app.session_state["authenticated"] = True
+    return app
 
 
 @pytest.fixture(scope="session")

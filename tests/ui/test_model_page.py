@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from ia_continu import registry
 from ia_continu.storage.schema import get_engine
-from tests.ui.conftest import page
+from tests.ui.conftest import open_page
 from tests.utils.history import store_cycles
 
 TIMEOUT = 60
@@ -38,7 +37,7 @@ def model_env(
 
 def test_aliases_charts_and_rollback(model_env: str, tmp_path: Path) -> None:
     _history(tmp_path / "state")
-    app = AppTest.from_file(page("model"), default_timeout=TIMEOUT).run()
+    app = open_page("model", TIMEOUT).run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     headers = [h.value for h in app.subheader]
     assert "champion: version 2" in headers and "previous: version 1" in headers
@@ -59,7 +58,7 @@ def test_aliases_charts_and_rollback(model_env: str, tmp_path: Path) -> None:
 def test_empty_project_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("IAC_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
     monkeypatch.setenv("IAC_DATA_DIR", str(tmp_path / "state"))
-    app = AppTest.from_file(page("model"), default_timeout=TIMEOUT).run()
+    app = open_page("model", TIMEOUT).run()
     assert not app.exception
     infos = " ".join(i.value for i in app.info)
     assert "No `champion` yet" in infos and "No drift report yet" in infos

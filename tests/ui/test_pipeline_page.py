@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
-from streamlit.testing.v1 import AppTest
 
-from tests.ui.conftest import page
+from tests.ui.conftest import open_page
 from tests.utils.servers import free_port
 from ui import prefect_ops
 
@@ -29,7 +28,7 @@ def _runs_of(api_url: str, full_name: str) -> list:  # type: ignore[type-arg]
 def test_button_creates_a_flow_run_of_its_deployment(ui_prefect: str, label: str) -> None:
     full_name = prefect_ops.DEPLOYMENTS[label]
     before = len(_runs_of(ui_prefect, full_name))
-    app = AppTest.from_file(page("pipeline"), default_timeout=TIMEOUT).run()
+    app = open_page("pipeline", TIMEOUT).run()
     assert not app.exception
     if label == "continuous_training":
         app.checkbox[0].check().run()
@@ -49,7 +48,7 @@ def test_button_creates_a_flow_run_of_its_deployment(ui_prefect: str, label: str
 
 
 def test_pause_and_resume_the_schedule(ui_prefect: str) -> None:
-    app = AppTest.from_file(page("pipeline"), default_timeout=TIMEOUT).run()
+    app = open_page("pipeline", TIMEOUT).run()
     assert app.button(key="schedule").label == "Pause schedule"
     app.button(key="schedule").click().run()
     assert prefect_ops.call(prefect_ops.schedule_paused, 30, ui_prefect) is True
@@ -61,7 +60,7 @@ def test_pause_and_resume_the_schedule(ui_prefect: str) -> None:
 def test_prefect_down_is_a_message_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IAC_UI_TIMEOUT_SECONDS", "1")
     monkeypatch.setenv("IAC_UI_PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
-    app = AppTest.from_file(page("pipeline"), default_timeout=TIMEOUT).run()
+    app = open_page("pipeline", TIMEOUT).run()
     assert not app.exception
     assert any("Cannot list flow runs" in e.value for e in app.error)
     app.button(key="run-generate").click().run()
@@ -85,7 +84,7 @@ def test_docker_suffix_drives_the_docker_pool_deployments(
     docker_name = "retrain/retrain-docker"
     before = len(_runs_of(ui_prefect, docker_name))
     process_before = len(_runs_of(ui_prefect, "retrain/retrain"))
-    app = AppTest.from_file(page("pipeline"), default_timeout=TIMEOUT).run()
+    app = open_page("pipeline", TIMEOUT).run()
     app.button(key="run-retrain").click().run()
     assert f"Started {docker_name}" in app.success[0].value
     assert len(_runs_of(ui_prefect, docker_name)) == before + 1

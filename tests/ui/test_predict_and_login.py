@@ -16,7 +16,7 @@ from ia_continu.passwords import hash_password
 from ia_continu.settings import Settings
 from ia_continu.storage.schema import get_engine
 from ia_continu.tokens import create_token
-from tests.ui.conftest import page
+from tests.ui.conftest import open_page, page
 from tests.utils.live_api import serve_in_thread
 from tests.utils.models import elec2_rows
 from tests.utils.servers import free_port
@@ -51,7 +51,7 @@ def ui_api(live_api: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[
 
 @pytest.mark.usefixtures("ui_api")
 def test_form_built_from_the_signature_predicts() -> None:
-    app = AppTest.from_file(page("predict"), default_timeout=TIMEOUT).run()
+    app = open_page("predict", TIMEOUT).run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     labels = {n.label for n in app.number_input} | {t.label for t in app.text_input}
     assert labels == {"day", "period", "nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"}
@@ -80,7 +80,7 @@ def test_wrong_token_and_api_down_are_messages(
     ui_api: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("IAC_UI_API_TOKEN", "iac_00000000_" + "x" * 43)
-    app = AppTest.from_file(page("predict"), default_timeout=TIMEOUT).run()
+    app = open_page("predict", TIMEOUT).run()
     assert not app.exception and not app.error  # /model is open: the form shows
     app.button[0].click().run()
     assert not app.exception
@@ -89,7 +89,7 @@ def test_wrong_token_and_api_down_are_messages(
     from ui.settings import get_ui_settings
 
     get_ui_settings.cache_clear()
-    app = AppTest.from_file(page("predict"), default_timeout=TIMEOUT).run()
+    app = open_page("predict", TIMEOUT).run()
     assert "unreachable" in app.error[0].value
 
 

@@ -109,3 +109,20 @@ def test_runtime_lock_is_the_dev_lock_without_dev_tools() -> None:
         assert name in runtime, name
     for tool in ("pytest", "ruff", "mypy", "playwright", "schemathesis", "evidently"):
         assert tool not in runtime, tool
+
+
+def test_the_demo_worker_is_supervised() -> None:
+    """`make demo` runs the worker through the bootstrap's supervisor (restart after a
+    Prefect outage, dead runs marked Crashed, late backlog skipped), not bare."""
+    procfile = (ROOT / "infra/local/Procfile").read_text().splitlines()
+    (worker,) = [line for line in procfile if line.startswith("worker:")]
+    assert "python -m deployments.bootstrap --worker" in worker
+    assert "prefect worker start" not in worker
+
+
+def test_mutation_testing_targets_the_guard_and_the_retry_policy() -> None:
+    mutmut = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    assert {"flows/guards.py", "flows/retries.py"} <= set(mutmut["only_mutate"])
+    # Only the fast tests that call these modules directly: a few minutes in all.
+    assert "tests/flows/test_guards.py" in mutmut["pytest_add_cli_args_test_selection"]
+    assert "mutation:" in (ROOT / "Makefile").read_text()

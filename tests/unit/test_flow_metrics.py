@@ -144,3 +144,44 @@ def test_push_run_without_url_or_with_a_dead_gateway_never_raises(
     monkeypatch.setenv("IAC_PUSHGATEWAY_TIMEOUT_SECONDS", "1")
     get_settings.cache_clear()
     assert push_run(SUMMARY, OUTCOME, 1.0, succeeded=True) is False
+
+
+def test_notification_metrics_counter_and_outbox_gauge() -> None:
+    registry = CollectorRegistry()
+    flow_metrics.notification_metrics(registry, {"delivered": 7, "queued": 2}, outbox_size=1)
+    text = generate_latest(registry).decode()
+    assert "# TYPE iac_notifications_total counter" in text
+    assert "iac_notifications_created" not in text  # no per-push creation time
+    samples = _samples(registry)
+    assert samples[("iac_notifications_total", (("outcome", "delivered"),))] == 7.0
+    assert samples[("iac_notifications_total", (("outcome", "queued"),))] == 2.0
+    assert samples[("iac_notifications_total", (("outcome", "dropped"),))] == 0.0
+    assert samples[("iac_notifications_outbox_messages", ())] == 1.0
+
+
+def test_push_run_pushes_the_outbox_counts(
+    gateway: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The counts persist in the data dir between flow runs (separate processes), so two
+    pushes show a growing counter, not a per-run figure."""
+    from flows.metrics_push import push_run
+    from ia_continu.notify.outbox import Outbox, Pending
+    from ia_continu.settings import get_settings
+
+    monkeypatch.setenv("IAC_DATA_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("IAC_PUSHGATEWAY_URL", gateway)
+    get_settings.cache_clear()
+    outbox = Outbox.for_settings(get_settings())
+    waiting = Pending(embeds=[{"title": "t"}], queued_at=1.0)
+    outbox.settle([waiting], {"delivered": 3, "queued": 1})
+    assert push_run(None, None, 1.0, succeeded=True)
+    outbox.settle([], {"delivered": 1, "dropped": 1})
+    assert push_run(None, None, 1.0, succeeded=True)
+    group = (("deployment", "unknown/local"), ("instance", ""), ("job", "ia-continu"))
+    pushed = _pushed(gateway)
+    totals = {
+        outcome: pushed[("iac_notifications_total", (*group, ("outcome", outcome)))]
+        for outcome in ("delivered", "queued", "dropped")
+    }
+    assert totals == {"delivered": 4.0, "queued": 1.0, "dropped": 1.0}
+    assert pushed[("iac_notifications_outbox_messages", group)] == 1.0

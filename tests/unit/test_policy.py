@@ -26,6 +26,16 @@ from ia_continu.policy import RetrainDecision, decide_retrain
             "performance drift",
         ),
         (
+            {
+                "has_champion": True,
+                "concept_drift": False,
+                "data_drift": False,
+                "champion_problem": "champion version 3 cannot be loaded (BadZipFile)",
+            },
+            True,
+            "champion version 3 cannot be loaded (BadZipFile): retrain to replace it",
+        ),
+        (
             {"has_champion": True, "concept_drift": True, "data_drift": True},
             True,
             "performance drift",

@@ -10,7 +10,9 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import pytest
@@ -283,3 +285,92 @@ def test_drift_metrics_skip_non_finite_values() -> None:
     assert metrics["champion_accuracy"] == 0.5
     assert metrics["concept_drift"] == 1.0
     assert cycle.drift_metrics({"decision": {"retrain": False}}) == {"retrain": 0.0}
+
+
+def _corrupt(mlflow_client: MlflowClient, name: str, version: int) -> None:
+    """Overwrite the serialized model of ``version`` in the local artifact store."""
+    source = mlflow_client.get_model_version(name, str(version)).source
+    logged = mlflow_client.get_logged_model(source.rsplit("/", 1)[-1])
+    artifacts = Path(urlparse(logged.artifact_location).path)
+    model_files = [p for p in artifacts.glob("model.*") if p.suffix in (".skops", ".pkl")]
+    assert model_files, sorted(p.name for p in artifacts.iterdir())
+    for path in model_files:
+        path.write_bytes(b"not a model")
+
+
+def test_rollback_and_promotion_never_target_an_unloadable_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ia_continu import cli
+    from tests.utils.models import register_version
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    name = "guarded"
+    monkeypatch.setenv("IAC_MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("IAC_REGISTERED_MODEL_NAME", name)
+    mlflow_client = registry.client(uri)
+    v1 = register_version(uri, name)
+    v2 = register_version(uri, name, positions=(2, 3))
+    assert (
+        (_champion(mlflow_client, name).version, _alias(mlflow_client, name, "previous").version)
+        == (v1 + 1, v1)
+        == (v2, v1)
+    )
+
+    # A broken champion: rollback brings back v1 and does not keep v2 as a rollback target.
+    _corrupt(mlflow_client, name, v2)
+    assert cli.main(["rollback"]) == 0
+    out = capsys.readouterr().out
+    assert f"champion is now version {v1}" in out and "previous is unset" in out
+    assert _champion(mlflow_client, name).version == v1
+    assert registry.get_alias(mlflow_client, name, registry.PREVIOUS) is None
+
+    # A broken previous: rollback refuses, nothing moves.
+    v3 = register_version(uri, name, positions=(4, 5))
+    assert _alias(mlflow_client, name, registry.PREVIOUS).version == v1
+    _corrupt(mlflow_client, name, v1)
+    with pytest.raises(registry.UnloadableModelError, match=f"version {v1} .* cannot be loaded"):
+        registry.rollback(mlflow_client, name)
+    assert cli.main(["rollback"]) == 1
+    err = capsys.readouterr().err
+    assert "rollback impossible" in err and "cannot be loaded" in err and "Traceback" not in err
+    assert _champion(mlflow_client, name).version == v3
+    assert _alias(mlflow_client, name, registry.PREVIOUS).version == v1
+
+    # Promotion over a broken champion does not make it the rollback target.
+    _corrupt(mlflow_client, name, v3)
+    v4 = register_version(uri, name, positions=(6, 7), promote=False)
+    assert registry.promote(mlflow_client, name, v4) == v3
+    assert _champion(mlflow_client, name).version == v4
+    assert _alias(mlflow_client, name, registry.PREVIOUS).version != v3
+
+
+def test_a_champion_broken_after_promotion_is_replaced_not_fatal(settings: Settings) -> None:
+    """Artifacts that break under a serving champion: the cycle reports it and retrains.
+
+    Before, ``load_drift_inputs`` raised on every cycle and the loop never recovered.
+    """
+    mlflow_client = registry.client(settings.mlflow_tracking_uri)
+    name = settings.registered_model_name
+    first = _run_cycle(settings)
+    assert first.outcome is not None and first.outcome["promoted"], first.outcome
+    broken = _champion(mlflow_client, name).version
+    _corrupt(mlflow_client, name, broken)
+    registry._load_model.cache_clear()  # a fresh flow process has no cached copy
+
+    second = _run_cycle(settings)
+    assert second.report["champion_problem"] is not None
+    assert f"champion version {broken} cannot be loaded" in second.report["champion_problem"]
+    assert second.report["decision"]["retrain"]
+    assert "retrain to replace it" in second.report["decision"]["reason"]
+    assert second.outcome is not None and second.outcome["promoted"], second.outcome
+    replacement = _champion(mlflow_client, name).version
+    assert replacement != broken
+    assert registry.is_loadable(mlflow_client, name, replacement)
+    # The broken version is never kept as the rollback target.
+    previous = registry.get_alias(mlflow_client, name, registry.PREVIOUS)
+    assert previous is None or previous.version != broken
+
+    third = _run_cycle(settings)
+    assert third.report["champion_problem"] is None
+    assert third.report["champion_version"] == replacement

@@ -70,3 +70,55 @@ def test_inferred_signature_of_a_frame() -> None:
 def test_unsupported_signatures_are_refused(signature: ModelSignature | None) -> None:
     with pytest.raises(UnsupportedSignature):
         SignatureValidator(signature, max_batch_rows=10)
+
+
+_MIXED = _signature(
+    ColSpec(DataType.double, "x"),
+    ColSpec(DataType.long, "n"),
+    ColSpec(DataType.string, "city"),
+    ColSpec(DataType.boolean, "flag", required=False),
+)
+_GOOD = '{"x": 1, "n": 2, "city": "a"}'
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [_GOOD] * 7,
+        [_GOOD, '{"x": 1.5, "n": 3, "city": "b", "flag": true}'] * 4,
+        [_GOOD] * 5 + ['{"x": "1", "n": 2.5, "city": 3, "flag": 1, "extra": 0}'] + [_GOOD] * 2,
+        ['{"x": true, "n": true, "city": null}', _GOOD, '{"n": 2}', "[1]", "7", _GOOD, _GOOD],
+        [_GOOD, '{"x": NaN, "n": 1, "city": "a"}', _GOOD, _GOOD, _GOOD],  # orjson refuses NaN
+        [_GOOD, '{"x": 1e400, "n": 99999999999999999999999, "city": "a"}'] + [_GOOD] * 3,
+        [_GOOD] * 11,  # too long
+        [],  # too short
+    ],
+)
+def test_chunked_batch_parsing_answers_like_one_validation(rows: list[str]) -> None:
+    """parse_batch validates big batches in chunks (so the event loop's thread gets the GIL
+    between them), with the same rows and errors, row indices included, as validate_json."""
+    validator = SignatureValidator(_MIXED, max_batch_rows=10)
+    body = ('{"rows": [' + ", ".join(rows) + "]}").encode()
+
+    def outcome(call):  # type: ignore[no-untyped-def]
+        try:
+            return call(), None
+        except ValidationError as exc:
+            return None, repr(exc.errors(include_url=False))
+
+    expected_rows, expected_errors = outcome(lambda: validator.validate_batch(body))
+    got, got_errors = outcome(lambda: validator.parse_batch(body, chunk_rows=2))
+    assert got_errors == expected_errors
+    if expected_rows is not None:
+        assert got is not None and got[0] == expected_rows
+        assert list(got[1]) == ["x", "n", "city", "flag"] and len(got[1]["x"]) == len(rows)
+
+
+def test_other_bodies_take_the_single_validation_path() -> None:
+    validator = SignatureValidator(_MIXED, max_batch_rows=10)
+    for body in (b"not json", b"[1, 2]", b'{"rows": [], "more": 1}', b'{"rows": 3}'):
+        with pytest.raises(ValidationError) as chunked:
+            validator.parse_batch(body, chunk_rows=1)
+        with pytest.raises(ValidationError) as single:
+            validator.validate_batch(body)
+        assert chunked.value.errors(include_url=False) == single.value.errors(include_url=False)

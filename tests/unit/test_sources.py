@@ -238,6 +238,41 @@ def test_replay_of_an_empty_csv_is_a_config_error_or_exhausted(tmp_path: Path) -
         _replay(path).batch(0)
 
 
+def test_a_stray_text_cell_only_affects_its_own_batch(tmp_path: Path) -> None:
+    """pandas reads a whole column as text for one bad cell; the source parses it back."""
+    path = tmp_path / "stray.csv"
+    path.write_text("t,x,label\n0,1.5,UP\n1,2.5,DOWN\n2,oops,UP\n3,4,DOWN\n4,inf,UP\n5,,UP\n")
+    source = _replay(path, batch_size=2, categorical=())
+    first, second, third = (source.batch(p) for p in range(3))
+    assert first["x"].dtype == np.float64 and list(first["x"]) == [1.5, 2.5]
+    assert second["x"].dtype == object and list(second["x"]) == ["oops", 4.0]
+    assert third["x"].dtype == np.float64
+    assert third["x"].iloc[0] == np.inf and np.isnan(third["x"].iloc[1])
+
+
+def test_a_numeric_feature_without_any_number_names_the_categorical_setting(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "undeclared.csv"
+    path.write_text("t,colour,label\n0,red,UP\n1,blue,DOWN\n")
+    with pytest.raises(SourceConfigError, match="IAC_REPLAY_CATEGORICAL_COLUMNS.*colour"):
+        _replay(path, categorical=())
+
+
+def test_known_classes_reach_the_schema(tmp_path: Path) -> None:
+    assert _replay(_write_csv(tmp_path)).schema.classes == ()
+    assert _replay(_write_csv(tmp_path), classes=("0", "1")).schema.classes == ("0", "1")
+    assert SyntheticSource().schema.classes == (0, 1)
+    settings = Settings(
+        replay_path=_write_csv(tmp_path),
+        replay_target="label",
+        replay_time_column="t",
+        replay_categorical_columns=["colour"],
+        replay_classes="0, 1",  # type: ignore[arg-type]
+    )
+    assert build_source(settings).schema.classes == ("0", "1")
+
+
 def test_source_config_error_is_a_value_error() -> None:
     assert issubclass(SourceConfigError, ValueError)
 
@@ -303,6 +338,7 @@ def test_build_source_picks_replay_from_settings(tmp_path: Path) -> None:
         replay_categorical_columns=["colour"],
         replay_loop=False,
         batch_size=10,
+        min_batch_rows=5,
     )
     source = build_source(settings)
     assert isinstance(source, ReplaySource)
@@ -314,7 +350,9 @@ def test_build_source_picks_replay_from_settings(tmp_path: Path) -> None:
 
 
 def test_build_source_replay_bad_target_raises(tmp_path: Path) -> None:
-    settings = Settings(replay_path=_write_csv(tmp_path), replay_target="class", batch_size=10)
+    settings = Settings(
+        replay_path=_write_csv(tmp_path), replay_target="class", batch_size=10, min_batch_rows=5
+    )
     with pytest.raises(SourceConfigError, match="IAC_REPLAY_TARGET"):
         build_source(settings)
 
@@ -343,6 +381,20 @@ def test_invalid_batch_size_env_raises(monkeypatch: pytest.MonkeyPatch, value: s
 def test_valid_batch_size_env_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IAC_BATCH_SIZE", "64")
     assert Settings().batch_size == 64
+
+
+def test_min_batch_rows_above_the_batch_size_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().min_batch_rows == 30
+    monkeypatch.setenv("IAC_BATCH_SIZE", "20")
+    assert Settings().min_batch_rows == 20  # unset: the default follows a small batch size
+    monkeypatch.setenv("IAC_MIN_BATCH_ROWS", "21")
+    with pytest.raises(ValidationError, match="IAC_MIN_BATCH_ROWS.*IAC_BATCH_SIZE"):
+        Settings()
+    monkeypatch.setenv("IAC_MIN_BATCH_ROWS", "20")
+    assert Settings().min_batch_rows == 20
+    monkeypatch.setenv("IAC_MIN_BATCH_ROWS", "0")
+    with pytest.raises(ValidationError, match="min_batch_rows"):
+        Settings()
 
 
 def test_time_column_equal_to_target_is_rejected() -> None:

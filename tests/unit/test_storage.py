@@ -19,7 +19,7 @@ from ia_continu.storage.schema import alembic_config, get_engine, upgrade
 from ia_continu.storage.tables import BatchRow, DriftReportRow
 from tests.utils.race import migrate_concurrently
 
-HEAD = "0002"  # bump with each new revision: a forgotten revision fails here
+HEAD = "0003"  # bump with each new revision: a forgotten revision fails here
 
 
 @dataclass
@@ -74,7 +74,14 @@ def _alembic_version(engine: Engine) -> list[str]:
 def test_get_engine_creates_schema_at_head(tmp_path: Path, engine: Engine) -> None:
     assert (tmp_path / "db" / "iac.db").is_file()  # parent directory created
     tables = set(inspect(engine).get_table_names())
-    assert {"alembic_version", "batches", "drift_reports", "api_tokens", "prediction_log"} <= tables
+    assert {
+        "alembic_version",
+        "batches",
+        "quarantined_batches",
+        "drift_reports",
+        "api_tokens",
+        "prediction_log",
+    } <= tables
     assert _alembic_version(engine) == [HEAD]
 
 
@@ -239,32 +246,114 @@ def test_ingest_exhausted_stream_raises_and_stores_nothing(tmp_path: Path, engin
 def test_load_frame_round_trips_values(engine: Engine) -> None:
     frame = pd.DataFrame(
         {
-            "x": [1.5, np.nan, -2.25, np.inf],
+            "x": [1.5, 0.0, -2.25, 1e300],
             "s": ["a", None, "c", "d"],
-            "y": ["UP", "DOWN", "UP", "DOWN"],
+            "y": ["UP", "DOWN", None, "DOWN"],
             "n": np.array([1, 2, 3, 4], dtype=np.int64),
         }
     )
     source = FrameSource([frame])
     info = repository.ingest_next(engine, source)
+    assert isinstance(info, repository.BatchInfo)
     loaded = repository.load_frame(engine, [info.id])
     assert list(loaded.columns) == ["x", "s", "y", "n", "batch_id"]
-    assert loaded["x"].iloc[0] == 1.5
-    assert loaded["x"].iloc[2] == -2.25
-    assert pd.isna(loaded["x"].iloc[1])  # NaN stored as JSON null
-    assert pd.isna(loaded["x"].iloc[3])  # so is inf
+    assert list(loaded["x"]) == [1.5, 0.0, -2.25, 1e300]
     assert list(loaded["s"].take([0, 2, 3])) == ["a", "c", "d"]
-    assert pd.isna(loaded["s"].iloc[1])
-    assert list(loaded["y"]) == ["UP", "DOWN", "UP", "DOWN"]
+    assert pd.isna(loaded["s"].iloc[1])  # a missing category stays missing
+    assert pd.isna(loaded["y"].iloc[2])  # so does a missing label (an unlabelled row)
     assert list(loaded["n"]) == [1, 2, 3, 4]
     assert set(loaded["batch_id"]) == {info.id}
     # The stored JSON holds null, not NaN (PostgreSQL would reject NaN).
     with Session(engine) as session:
         row = session.get(BatchRow, info.id)
         assert row is not None
-        assert row.rows[1][0] is None
         assert row.rows[1][1] is None
+        assert row.rows[2][2] is None
         assert row.columns == ["x", "s", "y", "n"]
+
+
+# --------------------------------------------------------------------------------------
+# Validation at ingest and quarantine
+# --------------------------------------------------------------------------------------
+
+POISONED = pd.DataFrame(
+    {
+        "x": [1.5, np.inf, np.nan, "secret-text", -np.inf, 2.0],
+        "s": ["a", "b", "c", "d", "e", "f"],
+        "y": ["0", "1", "0", "1", "0", "1"],
+    }
+)
+GOOD = pd.DataFrame({"x": [1.0, 2.0, 3.0], "s": ["a", "b", None], "y": ["0", "1", "0"]})
+
+
+def test_invalid_batch_is_quarantined_with_its_reason_and_raw_rows(engine: Engine) -> None:
+    source = FrameSource([GOOD, POISONED, GOOD])
+    first = repository.ingest_next(engine, source)
+    held = repository.ingest_next(engine, source, ingest_key="run-2")
+    third = repository.ingest_next(engine, source)
+    assert isinstance(first, repository.BatchInfo) and isinstance(third, repository.BatchInfo)
+    assert isinstance(held, repository.QuarantinedBatch)
+    assert (held.position, held.n_rows, held.created) == (1, 6, True)
+    assert third.position == 2  # the stream moved past the rejected batch, once
+    assert repository.stream_positions(engine, "frames") == [0, 1, 2]
+    assert repository.count_batches(engine, "frames") == 2
+    assert [b.position for b in repository.latest_batches(engine, "frames", 5)] == [0, 2]
+    # The reason names columns, rows and rules, never a cell value.
+    assert held.reason.startswith("4 failure(s): ")
+    for part in ["column 'x' row 1: infinite", "row 2: missing", "row 3: not a number"]:
+        assert part in held.reason
+    assert "secret-text" not in held.reason
+    assert {"column": "x", "row": 4, "check": "infinite"} in held.failures
+    # Nothing is lost: the rows are kept as served (inf as the text "inf", NaN as null).
+    raw = repository.load_quarantined_frame(engine, held.id)
+    assert list(raw.columns) == ["x", "s", "y"]
+    assert list(raw["x"].take([0, 1, 3, 4, 5])) == [1.5, "inf", "secret-text", "-inf", 2.0]
+    assert raw["x"].iloc[2] is None
+    assert list(raw["s"]) == list(POISONED["s"])
+    listed = repository.quarantined_batches(engine, "frames")
+    assert [(q.id, q.position, q.reason) for q in listed] == [(held.id, 1, held.reason)]
+    assert repository.quarantined_batches(engine, "other") == []
+    with pytest.raises(KeyError, match="999"):
+        repository.load_quarantined_frame(engine, 999)
+
+
+def test_quarantine_is_idempotent_on_the_ingest_key(engine: Engine) -> None:
+    source = FrameSource([POISONED])
+    held = repository.ingest_next(engine, source, ingest_key="run-1")
+    again = repository.ingest_next(engine, source, ingest_key="run-1")
+    assert isinstance(again, repository.QuarantinedBatch)
+    assert (again.id, again.position, again.created) == (held.id, 0, False)
+    assert source.calls == [0]  # the retry read nothing from the source
+    assert repository.stream_positions(engine, "frames") == [0]
+
+
+def test_too_few_rows_is_quarantined(engine: Engine) -> None:
+    source = FrameSource([GOOD.head(1), GOOD])
+    held = repository.ingest_next(engine, source, min_rows=2)
+    assert isinstance(held, repository.QuarantinedBatch)
+    assert "too few labelled rows" in held.reason and "IAC_MIN_BATCH_ROWS=2" in held.reason
+    assert isinstance(repository.ingest_next(engine, source, min_rows=2), repository.BatchInfo)
+
+
+def test_a_failed_write_stores_nothing_and_its_error_shows_no_row(engine: Engine) -> None:
+    """SQLAlchemy errors print bound parameters (the batch rows) unless the engine hides them."""
+    from sqlalchemy.exc import StatementError
+
+    marker = "row-value-that-must-not-leak"
+    frame = pd.DataFrame({"x": [1.0, 2.0], "s": [marker, "b"], "y": ["0", "1"]})
+    with engine.begin() as connection:  # a trigger that refuses every insert
+        connection.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON batches "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        )
+    with pytest.raises(StatementError) as caught:
+        repository.ingest_next(engine, FrameSource([frame]), ingest_key="k")
+    assert "refused" in str(caught.value)
+    assert marker not in str(caught.value)
+    assert marker not in repr(caught.value)
+    assert repository.stream_positions(engine, "frames") == []
 
 
 def test_load_frame_concatenates_in_position_order(engine: Engine) -> None:

@@ -18,6 +18,14 @@ rate limiter runs first too): 429 gives ``{"message": "You are being rate limite
 5xx and 4xx give Discord's (or, for 502, Cloudflare's HTML) error bodies; 204 or None in the
 queue means "handle this one normally". ``script_raw`` queues an arbitrary response.
 
+Slow servers: ``script_hang`` reads the next request and never answers (until ``stop``);
+``script_trickle`` sends the next answer one byte at a time (``byte_interval`` seconds
+apart), so that every socket read succeeds within a per-read timeout while the whole answer
+takes minutes. ``set_fault`` applies one of these (or a status such as 429 / 503) to every
+request after the scripted ones, until ``set_fault(None)``: an outage rather than a blip.
+A hung or trickling request is recorded at once (``status`` 0 for a hang); its payload
+counts as accepted (``received``) only if the last byte of a 2xx answer was written.
+
 Every request is recorded (monotonic time received, method, path, headers, raw body, parsed
 JSON, status answered); ``received`` holds the payloads that were accepted.
 
@@ -40,7 +48,7 @@ from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -226,12 +234,27 @@ class RecordedRequest:
     status: int
 
 
+Behaviour = Literal["answer", "hang", "trickle"]
+HANG_MAX_SECONDS = 300.0  # a hung handler gives up by itself even if nobody stops the fake
+
+
 @dataclass(frozen=True)
 class _Scripted:
     status: int | None  # None: handle normally
     retry_after: float = 0.3
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    behaviour: Behaviour = "answer"
+    byte_interval: float = 0.5  # trickle: seconds between two bytes
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int  # 0: no answer (hang)
+    body: bytes
+    headers: dict[str, str]
+    behaviour: Behaviour = "answer"
+    byte_interval: float = 0.5
 
 
 def _json_bytes(data: Any) -> bytes:
@@ -297,8 +320,11 @@ class _Handler(BaseHTTPRequestHandler):
             parsed: Any = json.loads(body) if body else None
         except ValueError:
             parsed = None
-        status, payload, headers = self.server.fake._decide(self.path, self.headers, body, parsed)
-        self.server.fake._record(
+        fake = self.server.fake
+        release = fake._released  # this request's: set by stop() or the end of a fault
+        answer = fake._decide(self.path, self.headers, body, parsed)
+        ok = 200 <= answer.status < 300
+        fake._record(
             RecordedRequest(
                 at=at,
                 method="POST",
@@ -306,11 +332,37 @@ class _Handler(BaseHTTPRequestHandler):
                 headers=dict(self.headers.items()),
                 body=body,
                 json=parsed,
-                status=status,
+                status=answer.status,
             ),
-            accepted=parsed if 200 <= status < 300 else None,
+            accepted=parsed if ok and answer.behaviour == "answer" else None,
         )
-        self._answer(status, payload, headers)
+        if answer.behaviour == "hang":
+            release.wait(HANG_MAX_SECONDS)
+            self.close_connection = True
+        elif answer.behaviour == "trickle":
+            if self._trickle(answer, release) and ok:
+                fake._accept(parsed)
+        else:
+            self._answer(answer.status, answer.body, answer.headers)
+
+    def _trickle(self, answer: _Answer, release: threading.Event) -> bool:
+        """Write the whole answer one byte at a time; False if cut short."""
+        head = [f"HTTP/1.1 {answer.status} {HTTPStatus(answer.status).phrase}"]
+        head += [f"{name}: {value}" for name, value in answer.headers.items()]
+        head.append(f"Date: {self.date_time_string()}")
+        if answer.status != 204:
+            head.append(f"Content-Length: {len(answer.body)}")
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode()
+        raw += answer.body if answer.status != 204 else b""
+        self.close_connection = True
+        try:
+            for index in range(len(raw)):
+                if release.wait(answer.byte_interval):
+                    return False
+                self.wfile.write(raw[index : index + 1])
+        except OSError:  # the client gave up and closed the connection
+            return False
+        return True
 
     def _not_allowed(self) -> None:
         at = time.monotonic()
@@ -345,6 +397,8 @@ class FakeDiscord:
         self._queue: deque[_Scripted] = deque()
         self._requests: list[RecordedRequest] = []
         self._received: list[Any] = []
+        self._fault: _Scripted | None = None
+        self._released = threading.Event()  # set by stop(): hung/trickling handlers end
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self._thread = threading.Thread(
@@ -397,14 +451,63 @@ class FakeDiscord:
         with self._lock:
             self._queue.append(_Scripted(status, body=body, headers=dict(headers or {})))
 
+    def script_hang(self, count: int = 1) -> None:
+        """Read the next ``count`` requests and never answer them (until ``stop``)."""
+        with self._lock:
+            for _ in range(count):
+                self._queue.append(_Scripted(None, behaviour="hang"))
+
+    def script_trickle(
+        self, count: int = 1, *, status: int | None = None, byte_interval: float = 0.5
+    ) -> None:
+        """Send the next ``count`` answers one byte every ``byte_interval`` seconds.
+
+        ``status`` None: the answer normal handling gives (204 for a valid message).
+        """
+        with self._lock:
+            for _ in range(count):
+                self._queue.append(
+                    _Scripted(status, behaviour="trickle", byte_interval=byte_interval)
+                )
+
+    def set_fault(
+        self,
+        kind: Literal["hang", "trickle", "status"] | None,
+        *,
+        status: int | None = None,
+        retry_after: float = 0.3,
+        byte_interval: float = 0.5,
+    ) -> None:
+        """Apply a fault to every request (after any scripted answers) until
+        ``set_fault(None)``: ``hang``, ``trickle`` (of ``status`` or the normal answer), or
+        ``status`` (answer ``status`` at once, e.g. 429 with ``retry_after`` or 503).
+        ``set_fault(None)`` also ends the requests still hanging or trickling."""
+        if kind == "status" and status is None:
+            raise ValueError("set_fault('status') needs a status")
+        with self._lock:
+            if kind is None:
+                self._fault = None
+                # End the requests still hanging or trickling: the outage is over.
+                self._released.set()
+                self._released = threading.Event()
+            else:
+                behaviour: Behaviour = "answer" if kind == "status" else kind
+                self._fault = _Scripted(
+                    status,
+                    retry_after=retry_after,
+                    behaviour=behaviour,
+                    byte_interval=byte_interval,
+                )
+
     def pending(self) -> int:
         """Scripted answers not used yet."""
         with self._lock:
             return len(self._queue)
 
     def reset(self) -> None:
-        """Forget recorded requests and any scripted answers."""
+        """Forget recorded requests, scripted answers and any fault set by ``set_fault``."""
         with self._lock:
+            self._fault = None
             self._queue.clear()
             self._requests.clear()
             self._received.clear()
@@ -414,6 +517,7 @@ class FakeDiscord:
         if self._stopped:
             return
         self._stopped = True
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -437,16 +541,30 @@ class FakeDiscord:
             if accepted is not None:
                 self._received.append(accepted)
 
-    def _decide(
-        self, raw_path: str, headers: Any, body: bytes, parsed: Any
+    def _accept(self, parsed: Any) -> None:
+        with self._lock:
+            self._received.append(parsed)
+
+    def _decide(self, raw_path: str, headers: Any, body: bytes, parsed: Any) -> _Answer:
+        if _PATH.match(urlsplit(raw_path).path) is None:  # before any script, like Discord
+            return _Answer(*self._respond(raw_path, headers, parsed, None))
+        with self._lock:
+            scripted = self._queue.popleft() if self._queue else self._fault
+        if scripted is not None and scripted.behaviour == "hang":
+            return _Answer(0, b"", {}, "hang")
+        status, payload, extra = self._respond(raw_path, headers, parsed, scripted)
+        if scripted is not None and scripted.behaviour == "trickle":
+            return _Answer(status, payload, extra, "trickle", scripted.byte_interval)
+        return _Answer(status, payload, extra)
+
+    def _respond(
+        self, raw_path: str, headers: Any, parsed: Any, scripted: _Scripted | None
     ) -> tuple[int, bytes, dict[str, str]]:
         json_type = {"Content-Type": "application/json"}
         parts = urlsplit(raw_path)
         match = _PATH.match(parts.path)
         if match is None:
             return 404, _json_bytes({"message": "404: Not Found", "code": 0}), json_type
-        with self._lock:
-            scripted = self._queue.popleft() if self._queue else None
         if scripted is not None and scripted.status is not None:
             if scripted.body is not None:
                 return scripted.status, scripted.body, scripted.headers

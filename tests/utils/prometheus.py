@@ -30,7 +30,7 @@ def pushgateway(home: Path) -> Iterator[str]:
     # shared by every run: empty keeps metrics in memory, as the upstream default.
     proc = spawn([binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="], log)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/-/healthy", proc, log, timeout=30)
+        wait_healthy(f"http://127.0.0.1:{port}/-/healthy", proc, log)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)
@@ -70,7 +70,7 @@ def prometheus(home: Path, scrape_targets: dict[str, str], rule_files: list[Path
         log,
     )
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/-/ready", proc, log, timeout=60)
+        wait_healthy(f"http://127.0.0.1:{port}/-/ready", proc, log)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)

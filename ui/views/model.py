@@ -14,10 +14,10 @@ from ia_continu import history
 from ia_continu.settings import get_settings
 from ia_continu.storage.schema import get_engine
 from ui import registry_view
-from ui.settings import get_ui_settings
+from ui.auth import require_login, settings_or_stop
 
-settings = get_ui_settings()
-core = get_settings()
+settings = require_login()
+core = settings_or_stop(get_settings, "IAC_")
 registry_view.bound_mlflow_calls(settings.timeout_seconds)
 st.title("Model")
 

@@ -9,9 +9,9 @@ from typing import Any
 import streamlit as st
 
 from ui import prefect_ops
-from ui.settings import get_ui_settings
+from ui.auth import require_login
 
-settings = get_ui_settings()
+settings = require_login()
 deployments = prefect_ops.deployments_for(settings.deployment_suffix)
 scheduled = deployments["continuous_training"]
 st.title("Pipeline")

@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from ui import api_client
-from ui.settings import get_ui_settings
+from ui.auth import require_login
 
-settings = get_ui_settings()
+settings = require_login()
 st.title("Predict")
 
 try:
