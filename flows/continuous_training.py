@@ -64,6 +64,16 @@ def events(
         )
     if drift is None:
         return out
+    if drift.get("champion_problem"):
+        out.append(
+            {
+                "status": "failure",
+                "title": f"Champion version {drift['champion_version']} cannot be loaded",
+                "description": f"{drift['champion_problem']}; retraining to replace it "
+                "(the API serves `previous` meanwhile)",
+                "fields": {"batch": str(drift["batch_id"])},
+            }
+        )
     if drift["concept_drift"] or drift.get("data_drift_new", drift["data_drift"]):
         kinds = [
             k

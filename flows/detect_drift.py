@@ -18,6 +18,7 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
         "id": report["id"],
         "batch_id": report["batch_id"],
         "champion_version": report["champion_version"],
+        "champion_problem": report.get("champion_problem"),
         "data_drift": bool(data.get("drift", False)),
         "data_drift_new": bool(report.get("data_drift_new", False)),
         "drifted_features": data.get("drifted_features", []),

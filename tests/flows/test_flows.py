@@ -113,6 +113,11 @@ def test_events_only_on_drift_or_retrain() -> None:
     lasting = {**quiet, "data_drift": True, "data_drift_new": False}
     assert events(lasting, None) == []
     assert events({**lasting, "data_drift_new": True}, None)[0]["status"] == "drift"
+    broken = {**quiet, "champion_problem": "champion version 3 cannot be loaded (BadZipFile)"}
+    (event,) = events(broken, None)
+    assert event["status"] == "failure"
+    assert event["title"] == f"Champion version {quiet['champion_version']} cannot be loaded"
+    assert "BadZipFile" in event["description"]
 
 
 def test_continuous_training_pushes_its_metrics(

@@ -84,7 +84,11 @@ def chromium_page(user_data_dir: Path) -> Iterator[Page]:
             headless=True,
             args=CHROMIUM_ARGS,
             viewport={"width": 1400, "height": 900},
+            # Chromium can take more than Playwright's default 30 s to start at load 10+.
+            timeout=180_000,
         )
+        # Page loads and waits on a busy 2-core machine: slower, never failed for it.
+        context.set_default_timeout(120_000)
         context.add_init_script(_SCRIPT_FAILURES)
         try:
             page = context.pages[0] if context.pages else context.new_page()
