@@ -177,8 +177,9 @@ def _teardown(env_file: Path, project: str) -> None:
         text=True,
         timeout=60,
     ).stdout.split()
-    if volumes:
-        subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True, timeout=120)
+    # The flow runs' state volume (prefect.yaml job variables) is not a compose volume.
+    volumes.append("ia-continu-flow-state")
+    subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True, timeout=120)
     PHASE_TIMINGS["compose down"] = round(time.monotonic() - started, 1)
 
 

@@ -107,6 +107,7 @@ def test_continuous_training_runs_inside_a_container(
     assert variables["image_pull_policy"] == "Never"
     assert variables["auto_remove"] is True
     assert variables["network_mode"] == "host"
+    assert variables["volumes"] == ["ia-continu-flow-state:/var/lib/ia-continu"]
     assert variables["env"]["IAC_DATABASE_URL"] == (
         "{{ prefect.blocks.secret.ia-continu-database-url }}"
     )
@@ -152,6 +153,12 @@ def test_continuous_training_runs_inside_a_container(
         stop(worker)
         # A run the worker left behind (test failed mid-run) must not outlive the test.
         remove_containers(["label=io.prefect.flow-run-id", f"ancestor={FLOWS_IMAGE}"])
+        # The pool's state volume (Discord outbox) must not carry over into other tests.
+        subprocess.run(
+            ["docker", "volume", "rm", "-f", "ia-continu-flow-state"],
+            capture_output=True,
+            timeout=120,
+        )
     assert second.id != run.id
 
     client = MlflowClient(tracking_uri=servers.mlflow_url, registry_uri=servers.mlflow_url)

@@ -55,6 +55,8 @@ def test_docker_deployments_build_a_local_image_and_never_pull(
         assert variables["image"] == "{{ build-image.image }}"
         assert variables["image_pull_policy"] == "Never"
         assert variables["auto_remove"] is True
+        # The Discord outbox (IAC_DATA_DIR) must outlive each auto-removed container.
+        assert variables["volumes"] == ["ia-continu-flow-state:/var/lib/ia-continu"]
         # The database password is resolved by the worker from a Secret block.
         assert "prefect.blocks.secret" in variables["env"]["IAC_DATABASE_URL"]
         (pull,) = deployment["pull"]
