@@ -23,7 +23,6 @@ serving, and every cycle completes (the loop goes on).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -80,18 +78,6 @@ EXPECTED = {
     5: "column 'x1' row 10: not a number",
     9: "batch: too few labelled rows: 1 < IAC_MIN_BATCH_ROWS=30",
 }
-
-
-@pytest.fixture(scope="module")
-def _prefect() -> Iterator[None]:
-    with prefect_test_harness():
-        yield
-
-
-@pytest.fixture
-def discord() -> Iterator[FakeDiscord]:
-    with FakeDiscord() as fake:
-        yield fake
 
 
 @pytest.fixture

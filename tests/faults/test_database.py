@@ -37,7 +37,6 @@ from prefect.client.schemas.filters import (
     TaskRunFilterState,
     TaskRunFilterStateName,
 )
-from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
@@ -55,18 +54,6 @@ from tests.utils.servers import postgres
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 BATCH = 50
-
-
-@pytest.fixture(scope="module")
-def _prefect() -> Iterator[None]:
-    with prefect_test_harness():
-        yield
-
-
-@pytest.fixture
-def discord() -> Iterator[FakeDiscord]:
-    with FakeDiscord() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -17,19 +17,10 @@ import pytest
 
 from ia_continu.notify.discord import build_embed, deliver, send
 from ia_continu.notify.outbox import Outbox
+from tests.notify.conftest import RecordingSleep
 from tests.utils.fake_discord import FakeDiscord
 
 SLACK = 10.0  # seconds beyond the deadline a loaded 2-core box may need to wind down
-
-
-class RecordingSleep:
-    """Stands in for ``anyio.sleep``: records the waits, does not wait."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
 
 
 @pytest.fixture

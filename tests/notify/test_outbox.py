@@ -8,43 +8,20 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from loguru import logger
 
 from ia_continu.notify.discord import build_embed, deliver
 from ia_continu.notify.outbox import Outbox, Pending
+from tests.notify.conftest import RecordingSleep
 from tests.utils.fake_discord import WEBHOOK_TOKEN, FakeDiscord
-
-
-class RecordingSleep:
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
 
 
 @pytest.fixture
 def outbox(tmp_path: Path) -> Outbox:
     return Outbox(tmp_path / "state" / "discord-outbox.json", max_messages=100)
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink_id = logger.add(
-        lambda message: lines.append(str(message)),
-        level="TRACE",
-        format="{level} {message} | {extra} | {exception}",
-    )
-    try:
-        yield lines
-    finally:
-        logger.remove(sink_id)
 
 
 def _message(title: str) -> list[dict[str, Any]]:

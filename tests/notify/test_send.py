@@ -5,44 +5,18 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from loguru import logger
 
 from ia_continu.notify.discord import Delivery, build_embed, send
+from tests.notify.conftest import RecordingSleep
 from tests.utils.fake_discord import WEBHOOK_TOKEN, FakeDiscord, closed_port_url
-
-
-class RecordingSleep:
-    """Stands in for ``anyio.sleep`` where real backoff would only slow the suite down."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
 
 
 @pytest.fixture
 def embed() -> dict[str, Any]:
     return build_embed("success", "Retrained", "accuracy 0.91", {"model": "v4", "rows": 1200})
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    """Everything loguru emits during the test, fully formatted (message, extra, exception)."""
-    lines: list[str] = []
-    sink_id = logger.add(
-        lambda message: lines.append(str(message)),
-        level="TRACE",
-        format="{time} {level} {name}:{function}:{line} {message} | {extra} | {exception}",
-    )
-    try:
-        yield lines
-    finally:
-        logger.remove(sink_id)
 
 
 # --------------------------------------------------------------------------------------
