@@ -19,7 +19,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from ia_continu.settings import Settings, get_settings
+from ia_continu.settings import Settings, get_settings, setting_problems
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 MAX_TOKEN_DAYS = 36_500  # 100 years: beyond, datetime arithmetic overflows soon after
@@ -35,10 +35,7 @@ def validated_or_exit(factory: Callable[[], SettingsT], prefix: str) -> Settings
     try:
         return factory()
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"]) or "settings"
-            lines.append(f"  {prefix}{field.upper()}: {error['msg']}")
+        lines = [f"  {line}" for line in setting_problems(exc, prefix)]
         print("invalid configuration:\n" + "\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None
 

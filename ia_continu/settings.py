@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGED_ELEC2 = Path(__file__).parent / "datasets" / "electricity.csv"
@@ -204,3 +204,18 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
     return Settings()
+
+
+def setting_problems(error: ValidationError, prefix: str) -> list[str]:
+    """One line per bad variable: ``prefix`` + field name (upper case), then why.
+
+    Pydantic's own text is not used: it quotes the input (a secret, for a password hash, a
+    token or a URL with a password) and links to its documentation. Shared by the CLI, the
+    bootstrap and the console, which print these lines instead of a traceback.
+    """
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]).upper() or "SETTINGS"
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{prefix}{field}: {reason}")
+    return problems

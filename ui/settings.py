@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ia_continu.passwords import check_encoded
+from ia_continu.settings import setting_problems
 
 
 class UiSettings(BaseSettings):
@@ -68,17 +69,9 @@ class UiSettings(BaseSettings):
 
 
 def invalid_settings_message(error: ValidationError, prefix: str) -> str:
-    """One line naming each bad variable (``prefix`` + field name, upper case) and why.
-
-    Pydantic's own text is not used: it quotes the input (a secret, for a password hash
-    or a token) and links to its documentation.
-    """
-    problems = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]).upper()
-        reason = str(item["msg"]).removeprefix("Value error, ")
-        problems.append(f"{prefix}{field}: {reason}" if field else reason)
-    return "; ".join(problems)
+    """One line naming each bad variable (``prefix`` + field name, upper case) and why,
+    never the value (see :func:`ia_continu.settings.setting_problems`)."""
+    return "; ".join(setting_problems(error, prefix))
 
 
 @lru_cache
