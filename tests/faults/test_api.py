@@ -30,7 +30,14 @@ from ia_continu.storage.schema import get_engine
 from tests.api.conftest import corrupt_model_file
 from tests.utils.live_api import ApiProcess, api_process
 from tests.utils.models import elec2_rows, register_version
-from tests.utils.servers import BIN, free_port, spawn, stop, wait_healthy, wait_until
+from tests.utils.servers import (
+    free_port,
+    mlflow_server_args,
+    spawn,
+    stop,
+    wait_healthy,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -57,21 +64,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow]:
     port = free_port()
     log = home / "mlflow.log"
     proc = spawn(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{home / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(home / "mlartifacts"),
-            "--serve-artifacts",
-            "--workers",
-            "1",
-        ],
+        mlflow_server_args(port, home),
         log,
     )
     try:

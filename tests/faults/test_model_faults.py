@@ -36,7 +36,7 @@ from flows.retries import is_transient
 from ia_continu import cycle, registry
 from ia_continu.settings import Settings
 from ia_continu.storage.schema import get_engine
-from tests.utils.servers import BIN, free_port, spawn, stop, wait_healthy
+from tests.utils.servers import free_port, mlflow_server_args, spawn, stop, wait_healthy
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -59,21 +59,7 @@ class MlflowServer:
         """Start and wait until healthy; returns the seconds it took."""
         started = time.monotonic()
         self.proc = spawn(
-            [
-                str(BIN / "mlflow"),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--backend-store-uri",
-                f"sqlite:///{self.home / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(self.home / "mlartifacts"),
-                "--serve-artifacts",
-                "--workers",
-                "1",
-            ],
+            mlflow_server_args(self.port, self.home),
             self.home / f"mlflow-{int(time.time() * 1000)}.log",
         )
         log = max(self.home.glob("mlflow-*.log"), key=lambda p: p.stat().st_mtime)

@@ -162,6 +162,25 @@ def prefect_server(home: Path) -> Iterator[str]:
         stop(proc)
 
 
+def mlflow_server_args(port: int, home: Path) -> list[str]:
+    """``mlflow server`` on 127.0.0.1:``port``: SQLite store and served artifacts in ``home``."""
+    return [
+        str(BIN / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(home / "mlartifacts"),
+        "--serve-artifacts",
+        "--workers",
+        "1",
+    ]
+
+
 @contextmanager
 def prefect_and_mlflow(home: Path) -> Iterator[Stack]:
     """Prefect server (SQLite) and MLflow server (SQLite + served artifacts) on free ports."""
@@ -174,21 +193,7 @@ def prefect_and_mlflow(home: Path) -> Iterator[Stack]:
         procs.append(_spawn_prefect(home, prefect_port, env))
         procs.append(
             spawn(
-                [
-                    str(BIN / "mlflow"),
-                    "server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(mlflow_port),
-                    "--backend-store-uri",
-                    f"sqlite:///{home / 'mlflow.db'}",
-                    "--artifacts-destination",
-                    str(home / "mlartifacts"),
-                    "--serve-artifacts",
-                    "--workers",
-                    "1",
-                ],
+                mlflow_server_args(mlflow_port, home),
                 home / "mlflow.log",
                 env,
             )
