@@ -89,7 +89,7 @@ format: install ## Format and autofix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-mutation: install ## Mutation testing (mutmut) of the pile-up guard and the retry policy; lists survivors
+mutation: install ## Mutation testing (mutmut): pile-up guard, retries, concept drift, promotion gate, training window, retrain policy; lists survivors
 	$(VENV)/bin/mutmut run
 	$(VENV)/bin/mutmut results
 

@@ -166,7 +166,7 @@ def run_cycle(settings: Settings) -> dict[str, Any]:
     outcome: dict[str, Any] | None = None
     retrain = bool(report["decision"]["retrain"])
     if retrain:
-        window = cycle.load_training_window(settings)
+        window = cycle.load_training_window(settings, report_id)
         t = lap("load_training_window", t)
         challenger, decision = cycle.train_and_gate(window, settings)
         t = lap("train_and_gate", t)
@@ -210,9 +210,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.cycle_wall_time", description=__doc__)
     parser.add_argument("--cycles", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--training-window-batches", type=int, default=d.training_window_batches)
-    parser.add_argument("--accuracy-tolerance", type=float, default=d.accuracy_tolerance)
-    parser.add_argument("--accuracy-floor", type=float, default=d.accuracy_floor)
+    parser.add_argument(
+        "--training-window-batches",
+        default=",".join(map(str, d.training_window_batches)),
+        help="candidate window sizes, comma list",
+    )
+    parser.add_argument("--concept-drift-alpha", type=float, default=d.concept_drift_alpha)
     parser.add_argument("--promotion-margin", type=float, default=d.promotion_margin)
     parser.add_argument(
         "--cold-caches",
@@ -246,8 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 replay_loop=True,
                 batch_size=args.batch_size,
                 training_window_batches=args.training_window_batches,
-                accuracy_tolerance=args.accuracy_tolerance,
-                accuracy_floor=args.accuracy_floor,
+                concept_drift_alpha=args.concept_drift_alpha,
                 promotion_margin=args.promotion_margin,
             )
             clear_caches()
@@ -308,8 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "batch_size": settings.batch_size,
             "training_window_batches": settings.training_window_batches,
-            "accuracy_tolerance": settings.accuracy_tolerance,
-            "accuracy_floor": settings.accuracy_floor,
+            "concept_drift_alpha": settings.concept_drift_alpha,
             "promotion_margin": settings.promotion_margin,
             "estimator": settings.estimator,
         },

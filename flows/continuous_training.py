@@ -89,7 +89,7 @@ def events(
                     "batch": str(drift["batch_id"]),
                     "champion version": str(drift["champion_version"]),
                     "champion accuracy": _fmt(drift["champion_accuracy"]),
-                    "validation accuracy": _fmt(drift["validation_accuracy"]),
+                    "reference accuracy": _fmt(drift.get("reference_accuracy")),
                     "drifted features": ", ".join(drift["drifted_features"]) or "none",
                 },
             }
@@ -108,6 +108,7 @@ def events(
                     "previous version": str(outcome["previous_version"] or "-"),
                     "challenger accuracy": _fmt(outcome["challenger_accuracy"]),
                     "champion accuracy": _fmt(outcome["champion_accuracy"]),
+                    "training window": str(outcome.get("window") or "-"),
                     "trigger": outcome["trigger"],
                 },
             }

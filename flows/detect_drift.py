@@ -24,8 +24,9 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
         "drifted_features": data.get("drifted_features", []),
         "concept_drift": bool(perf.get("drift", False)),
         "champion_accuracy": perf.get("accuracy"),
-        "validation_accuracy": perf.get("validation_accuracy"),
-        "accuracy_floor": perf.get("floor"),
+        "reference_accuracy": perf.get("reference_accuracy"),
+        "concept_drift_p_value": perf.get("p_value"),
+        "change_batch_id": perf.get("change_batch_id"),
         "features": [
             {
                 key: item[key]

@@ -1,4 +1,4 @@
-"""``retrain``: train a challenger on the sliding window, gate it, promote it."""
+"""``retrain``: choose a training window, train a challenger, gate it, promote it."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def retrain(trigger: str = "manual", drift_report_id: str | None = None) -> Any:
         with concurrency(
             get_settings().retrain_concurrency_limit, occupy=1, timeout_seconds=LIMIT_WAIT_SECONDS
         ):
-            window = load_training_window()
+            window = load_training_window(drift_report_id)
             challenger, decision = train_and_gate(window)
             outcome = record_challenger(window, challenger, decision, checked, drift_report_id)
     except TimeoutError:

@@ -37,14 +37,14 @@ def persist_drift_report(report: dict[str, Any]) -> str:
 
 
 @task(name="load-training-window", **IO_RETRIES)
-def load_training_window() -> cycle.TrainingWindow:
-    """Sliding window of recent batches, newest held out, and the champion."""
-    return cycle.load_training_window(get_settings())
+def load_training_window(drift_report_id: str | None = None) -> cycle.TrainingWindow:
+    """Recent batches (newest held out), the champion and the report's change point."""
+    return cycle.load_training_window(get_settings(), drift_report_id)
 
 
 @task(name="train-and-gate")
 def train_and_gate(window: cycle.TrainingWindow) -> tuple[Any, dict[str, Any]]:
-    """Train the challenger and apply the promotion gate (pure: no retries)."""
+    """Choose the window, train the challenger, apply the promotion gate (pure: no retries)."""
     return cycle.train_and_gate(window, get_settings())
 
 

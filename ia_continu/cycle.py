@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -18,14 +19,22 @@ from loguru import logger
 from mlflow.tracking import MlflowClient
 
 from ia_continu import registry
-from ia_continu.drift import detect_data_drift, detect_performance_drift
+from ia_continu.concept_drift import BatchScore, ErrorCount, detect_concept_drift
+from ia_continu.drift import detect_data_drift
 from ia_continu.policy import decide_retrain
 from ia_continu.promotion import FLOAT_SLACK, decide_promotion
 from ia_continu.settings import Settings
 from ia_continu.sources import Schema, build_source
 from ia_continu.storage import repository
 from ia_continu.storage.schema import get_engine
-from ia_continu.training import accuracy, majority_accuracy, split_holdout, train
+from ia_continu.training import (
+    accuracy,
+    correct_mask,
+    majority_accuracy,
+    split_holdout,
+    train,
+)
+from ia_continu.windows import WindowChoice, choose_window
 
 Trigger = Literal["drift", "manual", "bootstrap"]
 
@@ -89,6 +98,8 @@ class DriftInputs:
     champion_model: Any | None
     previous_report: dict[str, Any] | None = None
     champion_problem: str | None = None
+    service: list[BatchScore] = field(default_factory=list)
+    cycles_since_retrain: int | None = None
 
 
 def load_champion_model(
@@ -141,6 +152,11 @@ def load_drift_inputs(settings: Settings) -> DriftInputs:
     if model is not None and champion is not None and champion.training_batch_ids:
         reference = repository.load_frame(engine, champion.training_batch_ids)
     previous = repository.latest_drift_flags(engine, source.name)
+    service = (
+        repository.champion_service(engine, source.name, champion.version)
+        if champion is not None
+        else []
+    )
     return DriftInputs(
         source.name,
         source.schema,
@@ -152,7 +168,25 @@ def load_drift_inputs(settings: Settings) -> DriftInputs:
         model,
         previous,
         champion_problem=problem,
+        service=service,
+        cycles_since_retrain=repository.cycles_since_retrain(engine, source.name),
     )
+
+
+def validation_count(champion: registry.ModelRef) -> ErrorCount | None:
+    """The champion's errors on its validation rows, when the registry knows their number."""
+    errors = champion.validation_errors
+    if errors is None or not champion.validation_rows:
+        return None
+    return ErrorCount(champion.validation_rows, errors)
+
+
+def champion_age(inputs: DriftInputs) -> int | None:
+    """Cycles the champion has served, this one included (its service record + 1)."""
+    if inputs.champion is None:
+        return None
+    current = inputs.current_batch_ids[-1]
+    return 1 + sum(1 for score in inputs.service if score.batch_id != current)
 
 
 def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False) -> dict[str, Any]:
@@ -173,20 +207,28 @@ def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False)
             min_features=settings.drift_min_features,
         )
     if inputs.champion is not None and inputs.champion_model is not None:
-        performance = detect_performance_drift(
-            accuracy(inputs.champion_model, inputs.newest, inputs.schema),
-            inputs.champion.validation_accuracy,
-            n=len(inputs.newest),
-            floor=settings.accuracy_floor,
-            tolerance=settings.accuracy_tolerance,
+        labelled = inputs.newest[inputs.newest[inputs.schema.target].notna()]
+        right = correct_mask(inputs.champion_model, labelled, inputs.schema)
+        performance = detect_concept_drift(
+            ErrorCount(len(right), int(len(right) - right.sum())),
+            inputs.current_batch_ids[-1],
+            validation=validation_count(inputs.champion),
+            service=inputs.service,
+            reference_batches=settings.concept_drift_reference_batches,
+            alpha=settings.concept_drift_alpha,
+            min_effect=settings.concept_drift_min_effect,
         )
     decision = decide_retrain(
         has_champion=inputs.champion is not None,
         concept_drift=bool(performance and performance.drift),
+        concept_reason=performance.reason if performance else None,
         data_drift=bool(data and data.drift),
         retrain_on_data_drift=settings.retrain_on_data_drift,
         force=force,
         champion_problem=inputs.champion_problem,
+        cycles_since_retrain=inputs.cycles_since_retrain,
+        challenge_every=settings.challenge_every_cycles,
+        champion_age=champion_age(inputs),
     )
     previous = inputs.previous_report
     champion_version = inputs.champion.version if inputs.champion else None
@@ -272,91 +314,220 @@ def persist_drift_report(settings: Settings, report: dict[str, Any]) -> str:
 
 @dataclass
 class TrainingWindow:
-    """Training rows and held-out newest rows, with their lineage."""
+    """The batches a challenger may learn from, the newest held out, and the champion.
+
+    Attributes:
+        frame: labelled rows of ``batch_ids`` with a ``batch_id`` column.
+        batch_ids: batch ids in stream order; the newest is held out (with a single
+            batch, its last quarter is: the bootstrap case).
+        change_batch_id: first batch of the new concept estimated by the drift report
+            that triggered the retrain, or None.
+    """
 
     source: str
     schema: Schema
-    train: pd.DataFrame
-    holdout: pd.DataFrame
-    training_batch_ids: list[int]
-    holdout_batch_id: int
+    frame: pd.DataFrame
+    batch_ids: list[int]
     champion: registry.ModelRef | None
     champion_model: Any | None
+    change_batch_id: int | None = None
+
+    @property
+    def within_newest(self) -> bool:
+        """Train and hold out within the newest batch: a single batch (the bootstrap), or a
+        concept drift first seen in the newest batch (no post-change batch before it)."""
+        return len(self.batch_ids) < 2 or (
+            self.change_batch_id is not None and self.change_batch_id >= self.batch_ids[-1]
+        )
+
+    def split(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``(rows the window may train on, held-out rows)``, in time order.
+
+        The held-out rows are the newest batch, or its last quarter when
+        :attr:`within_newest` (then its first three quarters are the training rows).
+        """
+        if self.within_newest:
+            return split_holdout(self.frame[self.frame["batch_id"] == self.batch_ids[-1]])
+        return split_holdout(self.frame)
+
+    @property
+    def holdout(self) -> pd.DataFrame:
+        """The held-out rows the gate and the registry load-back score (see :meth:`split`)."""
+        return self.split()[1]
+
+    @property
+    def holdout_batch_id(self) -> int:
+        """The newest batch."""
+        return self.batch_ids[-1]
 
 
-def load_training_window(settings: Settings) -> TrainingWindow:
-    """The sliding window: newest ``training_window_batches`` + 1 batches, and the champion (I/O).
+def load_training_window(settings: Settings, drift_report_id: str | None = None) -> TrainingWindow:
+    """The newest ``max(IAC_TRAINING_WINDOW_BATCHES) + 1`` batches and the champion (I/O).
 
-    The newest batch is held out; with a single batch, its last quarter is.
+    With ``drift_report_id``, the change point that report estimated (if any) is passed on,
+    so the window can start at the change.
 
     Raises:
         LookupError: no batch has been ingested yet.
     """
     source = build_source(settings)
     engine = get_engine(settings.resolved_database_url)
-    batches = repository.latest_batches(engine, source.name, settings.training_window_batches + 1)
+    batches = repository.latest_batches(
+        engine, source.name, max(settings.training_window_batches) + 1
+    )
     if not batches:
         raise LookupError(f"no batch ingested yet for {source.name}: run the generate flow")
-    frame = repository.load_frame(engine, [b.id for b in batches])
-    train_rows, holdout = split_holdout(frame)
+    ids = [b.id for b in batches]
+    frame = repository.load_frame(engine, ids)
     champion = registry.get_alias(registry_client(settings), settings.registered_model_name)
     model, _problem = load_champion_model(settings, champion)
+    change = None
+    if drift_report_id:
+        performance = repository.get_drift_report(engine, drift_report_id)["report"].get(
+            "performance"
+        )
+        change = (performance or {}).get("change_batch_id")
     return TrainingWindow(
         source=source.name,
         schema=source.schema,
-        train=train_rows,
-        holdout=holdout,
-        training_batch_ids=sorted(int(b) for b in train_rows["batch_id"].unique()),
-        holdout_batch_id=int(holdout["batch_id"].iloc[-1]),
+        frame=frame,
+        batch_ids=ids,
         champion=champion,
         champion_model=model,
+        change_batch_id=change,
     )
 
 
-def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dict[str, Any]]:
-    """Train a challenger, score it and the champion on the same held-out rows, gate (pure).
+def _rows(frame: pd.DataFrame, batch_ids: Sequence[int]) -> pd.DataFrame:
+    return frame[frame["batch_id"].isin(batch_ids)]
 
-    A window that cannot be trained on (a single class, no labelled row) is a rejected
-    challenger, not a failure: the champion keeps serving. The gate also asks the
-    challenger to beat the held-out rows' majority class (by more than
-    ``IAC_PROMOTION_MIN_LIFT_OVER_BASELINE``), the first model included: a model
-    evaluated on a single-class hold-out is never promoted.
+
+def _no_challenger(
+    window: TrainingWindow, settings: Settings, holdout: pd.DataFrame, why: str
+) -> dict[str, Any]:
+    champion_acc = accuracy(window.champion_model, holdout, window.schema)
+    return {
+        "promote": False,
+        "challenger_accuracy": None,
+        "champion_accuracy": champion_acc,
+        "margin": settings.promotion_margin,
+        "reason": f"no challenger: {why}; the champion stays",
+        "baseline_accuracy": None,
+        "window": None,
+        "training_batch_ids": [],
+        "train_rows": 0,
+        "holdout_rows": len(holdout),
+        "model_holdout_accuracy": None,
+        "refit": False,
+    }
+
+
+def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dict[str, Any]]:
+    """Choose a training window, train a challenger, gate it against the champion (pure).
+
+    1. The window (``ia_continu.windows.choose_window``): since the change point, or the
+       candidate size scoring best on the held-out newest batch. A single batch is the
+       bootstrap: its first 3/4 trains, its last 1/4 is held out.
+    2. The gate (``ia_continu.promotion.decide_promotion``) on the held-out rows: beat the
+       majority class by ``IAC_PROMOTION_MIN_LIFT_OVER_BASELINE``, and the champion by
+       ``IAC_PROMOTION_MARGIN`` with a McNemar p-value below ``IAC_PROMOTION_ALPHA``.
+    3. If it passes and ``IAC_REFIT_ON_HOLDOUT``, the chosen window shifted by one batch
+       (ending at the held-out batch) is trained on for the model that will be promoted.
+
+    A window that cannot be trained on (a single class, no labelled row) gives no
+    challenger, not a failure: the champion keeps serving.
 
     Returns:
-        ``(challenger_model or None, decision_dict)``.
+        ``(model to register or None, decision)``; ``decision`` is the gate's
+        (:class:`~ia_continu.promotion.PromotionDecision` fields) plus ``window`` (the
+        :class:`~ia_continu.windows.WindowChoice`), ``training_batch_ids`` and
+        ``train_rows`` of the returned model, ``holdout_rows``, ``refit`` and
+        ``model_holdout_accuracy`` (the returned model's accuracy on the held-out rows,
+        what the registry load-back must reproduce).
 
     Raises:
         ValueError: the window cannot be trained on and there is no champion to keep.
     """
-    champion_acc = (
-        accuracy(window.champion_model, window.holdout, window.schema)
+    schema = window.schema
+    newest = window.holdout_batch_id
+    # A change first seen in the newest batch leaves no post-change batch to train on
+    # before it: split that batch in time order as the bootstrap does, so the challenger
+    # learns the new concept now instead of one cycle later.
+    within = window.within_newest
+    train_rows, holdout = window.split()
+    models: dict[tuple[int, ...], Any] = {}
+
+    def fit(rows: pd.DataFrame) -> Any:
+        key = tuple(sorted(int(b) for b in rows["batch_id"].unique()))
+        if key not in models:
+            models[key] = train(rows, schema, settings.estimator, settings.estimator_params)
+        return models[key]
+
+    try:
+        if within:
+            first = len(window.batch_ids) < 2
+            choice = WindowChoice(
+                "bootstrap" if first else "since_change",
+                (newest,),
+                (newest,),
+                newest,
+                ("a single batch" if first else f"concept drift first seen in batch {newest}")
+                + ": trained on its first 3/4, its last 1/4 held out",
+            )
+            gated = train(train_rows, schema, settings.estimator, settings.estimator_params)
+        else:
+            choice = choose_window(
+                window.frame,
+                window.batch_ids,
+                settings.training_window_batches,
+                lambda rows, held: accuracy(fit(rows), held, schema),
+                change_batch_id=window.change_batch_id,
+                min_change_rows=settings.training_min_change_rows,
+                one_se=settings.training_window_one_se,
+            )
+            gated = fit(_rows(window.frame, choice.batch_ids))
+    except ValueError as exc:
+        if window.champion_model is None:
+            raise
+        return None, _no_challenger(window, settings, holdout, str(exc))
+    labelled = holdout[holdout[schema.target].notna()]
+    champion_right = (
+        correct_mask(window.champion_model, labelled, schema)
         if window.champion_model is not None
         else None
     )
-    try:
-        challenger = train(
-            window.train, window.schema, settings.estimator, settings.estimator_params
-        )
-    except ValueError as exc:
-        if champion_acc is None:
-            raise
-        return None, {
-            "promote": False,
-            "challenger_accuracy": None,
-            "champion_accuracy": champion_acc,
-            "margin": settings.promotion_margin,
-            "reason": f"no challenger: {exc}",
-            "baseline_accuracy": None,
-        }
-    challenger_acc = accuracy(challenger, window.holdout, window.schema)
     decision = decide_promotion(
-        challenger_acc,
-        champion_acc,
-        settings.promotion_margin,
-        baseline_accuracy=majority_accuracy(window.holdout, window.schema),
+        correct_mask(gated, labelled, schema),
+        champion_right,
+        baseline_accuracy=majority_accuracy(labelled, schema),
+        alpha=settings.promotion_alpha,
+        margin=settings.promotion_margin,
         min_lift_over_baseline=settings.promotion_min_lift_over_baseline,
     )
-    return challenger, decision.to_dict()
+    model, trained_ids, trained = gated, choice.batch_ids, train_rows
+    if not within:
+        trained = _rows(window.frame, choice.batch_ids)
+    refit = False
+    if (
+        decision.promote
+        and settings.refit_on_holdout
+        and (within or choice.refit_batch_ids != trained_ids)
+    ):
+        refit_rows = _rows(window.frame, choice.refit_batch_ids)
+        try:
+            model = train(refit_rows, schema, settings.estimator, settings.estimator_params)
+            trained_ids, trained, refit = choice.refit_batch_ids, refit_rows, True
+        except ValueError as exc:  # the shifted window holds a single class: keep the gated
+            logger.info("no refit on the held-out batch ({}): the gated model is kept", exc)
+    return model, {
+        **decision.to_dict(),
+        "window": choice.to_dict(),
+        "training_batch_ids": [int(b) for b in trained_ids],
+        "train_rows": len(trained),
+        "holdout_rows": len(labelled),
+        "model_holdout_accuracy": accuracy(model, labelled, schema),
+        "refit": refit,
+    }
 
 
 def load_back_problem(
@@ -407,9 +578,11 @@ def record_challenger(
 ) -> dict[str, Any]:
     """Log the challenger run to MLflow; if the gate passed, register, check and promote it (I/O).
 
-    A rejected challenger leaves the champion and its validation accuracy as they are:
-    while performance drift lasts, the next cycles keep looking for a better challenger
-    (re-baselining on rejection was measured: -0.9 accuracy points on Elec2).
+    A rejected challenger leaves the champion and its reference as they are: while
+    concept drift lasts, the next cycles keep looking for a better challenger. The MLflow
+    run records the window chosen and why (params ``window``, tag ``window_reason``,
+    lineage ``window_scores``); the registered version's tags carry its validation
+    accuracy and row count, the reference of the concept-drift test.
 
     A challenger that passed the gate is registered, then loaded back from the registry
     and scored again (:func:`load_back_problem`) before any alias moves. A version that
@@ -419,8 +592,8 @@ def record_challenger(
 
     Returns:
         ``{"promoted", "version", "previous_version", "run_id", "challenger_accuracy",
-        "champion_accuracy", "baseline_accuracy", "reason", "trigger",
-        "drift_report_id"}``; ``version`` is the registered version (also when the
+        "champion_accuracy", "baseline_accuracy", "p_value", "window", "reason",
+        "trigger", "drift_report_id"}``; ``version`` is the registered version (also when the
         load-back rejected it), None when nothing was registered.
 
     Raises:
@@ -429,32 +602,43 @@ def record_challenger(
     """
     mlflow_client = registry_client(settings)
     name = settings.registered_model_name
+    outcome: dict[str, Any] = {
+        "promoted": False,
+        "version": None,
+        "previous_version": window.champion.version if window.champion else None,
+        "run_id": None,
+        "challenger_accuracy": decision["challenger_accuracy"],
+        "champion_accuracy": decision["champion_accuracy"],
+        "baseline_accuracy": decision.get("baseline_accuracy"),
+        "p_value": decision.get("p_value"),
+        "window": (decision.get("window") or {}).get("label"),
+        "reason": decision["reason"],
+        "trigger": trigger,
+        "drift_report_id": drift_report_id,
+    }
     if challenger is None:
-        return {
-            "promoted": False,
-            "version": None,
-            "previous_version": window.champion.version if window.champion else None,
-            "run_id": None,
-            "challenger_accuracy": None,
-            "champion_accuracy": decision["champion_accuracy"],
-            "baseline_accuracy": decision.get("baseline_accuracy"),
-            "reason": decision["reason"],
-            "trigger": trigger,
-            "drift_report_id": drift_report_id,
-        }
+        return outcome
     features = list(window.schema.features)
+    choice = decision["window"]
     lineage = {
         "source": window.source,
-        "training_batch_ids": window.training_batch_ids,
+        "training_batch_ids": decision["training_batch_ids"],
         "holdout_batch_id": window.holdout_batch_id,
-        "train_rows": len(window.train),
-        "holdout_rows": len(window.holdout),
+        "train_rows": decision["train_rows"],
+        "holdout_rows": decision["holdout_rows"],
+        "window": choice["label"],
+        "window_reason": choice["reason"],
+        "window_scores": choice["scores"],
+        "gated_training_batch_ids": list(choice["batch_ids"]),
+        "refit_on_holdout": decision["refit"],
+        "change_batch_id": window.change_batch_id,
     }
     metrics: dict[str, float] = {"challenger_accuracy": decision["challenger_accuracy"]}
-    if decision["champion_accuracy"] is not None:
-        metrics["champion_accuracy"] = decision["champion_accuracy"]
-    if decision.get("baseline_accuracy") is not None:
-        metrics["baseline_accuracy"] = decision["baseline_accuracy"]
+    for key in ("champion_accuracy", "baseline_accuracy", "p_value", "model_holdout_accuracy"):
+        if decision.get(key) is not None:
+            metrics[key] = float(decision[key])
+    for label, score in choice["scores"].items():
+        metrics[f"window_score.{metric_key(label)}"] = float(score)
     tags = {
         "kind": "retrain",
         "trigger": trigger,
@@ -462,6 +646,8 @@ def record_challenger(
         "promoted": "false",  # set to true once champion points at the version
         "gate_passed": str(decision["promote"]).lower(),
         "source": window.source,
+        "window": choice["label"],
+        "window_reason": choice["reason"][:5000],
     }
     run_id, model_uri = registry.log_challenger(
         mlflow_client,
@@ -472,28 +658,21 @@ def record_challenger(
             "estimator": settings.estimator,
             "estimator_params": settings.estimator_params,
             "training_window_batches": settings.training_window_batches,
+            "training_min_change_rows": settings.training_min_change_rows,
+            "refit_on_holdout": settings.refit_on_holdout,
+            "window": choice["label"],
             "batch_size": settings.batch_size,
             "promotion_margin": settings.promotion_margin,
+            "promotion_alpha": settings.promotion_alpha,
             "promotion_min_lift_over_baseline": settings.promotion_min_lift_over_baseline,
             "source": window.source,
-            "train_rows": len(window.train),
+            "train_rows": decision["train_rows"],
         },
         metrics=metrics,
         tags=tags,
         lineage=lineage,
     )
-    outcome: dict[str, Any] = {
-        "promoted": False,
-        "version": None,
-        "previous_version": window.champion.version if window.champion else None,
-        "run_id": run_id,
-        "challenger_accuracy": decision["challenger_accuracy"],
-        "champion_accuracy": decision["champion_accuracy"],
-        "baseline_accuracy": decision.get("baseline_accuracy"),
-        "reason": decision["reason"],
-        "trigger": trigger,
-        "drift_report_id": drift_report_id,
-    }
+    outcome["run_id"] = run_id
     if not decision["promote"]:
         return outcome
     version = registry.register(
@@ -501,8 +680,12 @@ def record_challenger(
         name=name,
         model_uri=model_uri,
         tags={
+            # The reference of the concept-drift test: the gated model's held-out accuracy
+            # and row count (an honest estimate, also for a model refitted on them).
             "validation_accuracy": f"{decision['challenger_accuracy']:.6f}",
-            "training_batch_ids": ",".join(map(str, window.training_batch_ids)),
+            "validation_rows": str(decision["holdout_rows"]),
+            "window": choice["label"],
+            "training_batch_ids": ",".join(map(str, decision["training_batch_ids"])),
             "holdout_batch_id": str(window.holdout_batch_id),
             "source": window.source,
             "trigger": trigger,
@@ -511,7 +694,7 @@ def record_challenger(
     )
     outcome["version"] = version
     problem = load_back_problem(
-        mlflow_client, name, version, window, decision["challenger_accuracy"]
+        mlflow_client, name, version, window, decision["model_holdout_accuracy"]
     )
     if problem is not None:
         mlflow_client.set_model_version_tag(name, str(version), "rejected_reason", problem)

@@ -1,4 +1,4 @@
-"""Data drift (reference vs current window, per feature) and performance (concept) drift.
+"""Data drift: reference vs current window, per feature (concept drift: ``concept_drift``).
 
 Dataset-level rule (also in the README): **data drift** is declared when at least
 ``min_features`` features drift. A feature drifts when both
@@ -86,27 +86,6 @@ class DataDriftReport:
         out = asdict(self)
         out["drift_share"] = self.drift_share
         return out
-
-
-@dataclass(frozen=True)
-class PerformanceDrift:
-    """Concept drift as seen by the champion's accuracy on the newest labelled batch.
-
-    ``drift`` is true when ``accuracy < floor`` or
-    ``accuracy < validation_accuracy - tolerance``.
-    """
-
-    accuracy: float
-    validation_accuracy: float | None
-    floor: float
-    tolerance: float
-    n: int
-    drift: bool
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
 
 
 def _psi(ref_share: NDArray[np.float64], cur_share: NDArray[np.float64]) -> float:
@@ -259,46 +238,4 @@ def detect_data_drift(
         features=features,
         drift=len(drifted) >= min_features,
         drifted_features=drifted,
-    )
-
-
-def detect_performance_drift(
-    accuracy: float,
-    validation_accuracy: float | None,
-    *,
-    n: int,
-    floor: float,
-    tolerance: float,
-) -> PerformanceDrift:
-    """Concept drift from the champion's accuracy on the newest labelled batch.
-
-    Args:
-        accuracy: champion accuracy on the newest batch (0..1).
-        validation_accuracy: the champion's accuracy on its own validation data, or None.
-        n: rows the accuracy was measured on.
-        floor: absolute minimum accuracy.
-        tolerance: allowed drop below ``validation_accuracy`` (absolute, 0..1).
-
-    Raises:
-        ValueError: if an accuracy is outside [0, 1].
-    """
-    for name, value in [("accuracy", accuracy), ("validation_accuracy", validation_accuracy)]:
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
-    reasons = []
-    if accuracy < floor:
-        reasons.append(f"accuracy {accuracy:.3f} < floor {floor:.3f}")
-    # The slack keeps float error (0.8 - 0.1 = 0.7000000000000001) from flagging a tie.
-    if validation_accuracy is not None and accuracy < validation_accuracy - tolerance - 1e-9:
-        reasons.append(
-            f"accuracy {accuracy:.3f} < validation {validation_accuracy:.3f} - {tolerance:.3f}"
-        )
-    return PerformanceDrift(
-        accuracy=accuracy,
-        validation_accuracy=validation_accuracy,
-        floor=floor,
-        tolerance=tolerance,
-        n=n,
-        drift=bool(reasons),
-        reason="; ".join(reasons) or "within tolerance",
     )

@@ -29,20 +29,22 @@ def drift_metrics(summary: Mapping[str, Any], registry: CollectorRegistry) -> No
     """Add the drift report's metrics to ``registry``.
 
     Args:
-        summary: ``flows.detect_drift.summarise`` output: ``data_drift``, ``concept_drift``,
-            ``champion_accuracy`` / ``validation_accuracy`` / ``accuracy_floor`` (0..1 or
-            None),
-            ``champion_version`` (int or None) and ``features``: one mapping per feature
-            with ``feature``, ``test`` (``ks`` or ``chi2``), ``statistic``, ``p_adjusted``,
-            ``effect`` and ``drifted``.
+        summary: ``flows.detect_drift.summarise`` output: ``data_drift``, ``concept_drift``
+            (bools), ``champion_accuracy`` / ``reference_accuracy`` (0..1 or None),
+            ``concept_drift_p_value`` (0..1 or None), ``champion_version`` (int or None)
+            and ``features``: one mapping per feature with ``feature``, ``test`` (``ks`` or
+            ``chi2``), ``statistic``, ``p_adjusted``, ``effect`` and ``drifted``.
         registry: where the gauges are registered.
 
     Metrics: ``iac_feature_drift_statistic{feature,test}`` (KS D or chi-square),
     ``iac_feature_drift_p_adjusted{feature}`` (Benjamini–Hochberg),
     ``iac_feature_drift_effect{feature}`` (normalised Wasserstein or PSI),
     ``iac_feature_drift_detected{feature}`` (0/1), ``iac_data_drift_detected``,
-    ``iac_concept_drift_detected``, ``iac_drifted_features``, ``iac_champion_accuracy``,
-    ``iac_champion_validation_accuracy``, ``iac_accuracy_floor``.
+    ``iac_concept_drift_detected``, ``iac_drifted_features``, ``iac_champion_accuracy``
+    (newest batch), ``iac_champion_reference_accuracy`` (the concept-drift reference:
+    validation rows pooled with the champion's first batches in service) and
+    ``iac_concept_drift_p_value`` (one-sided STEPD p-value, Nishida & Yamauchi 2007; see
+    :mod:`ia_continu.concept_drift`). A value that is None is not pushed.
     """
     statistic = Gauge(
         "iac_feature_drift_statistic",
@@ -77,28 +79,37 @@ def drift_metrics(summary: Mapping[str, Any], registry: CollectorRegistry) -> No
     _gauge(registry, "iac_data_drift_detected", "1 when dataset-level data drift is declared.").set(
         1.0 if summary["data_drift"] else 0.0
     )
-    _gauge(registry, "iac_concept_drift_detected", "1 when the champion's accuracy drifted.").set(
-        1.0 if summary["concept_drift"] else 0.0
-    )
+    _gauge(
+        registry,
+        "iac_concept_drift_detected",
+        "1 when the champion's error rate on the newest batch is significantly above its "
+        "reference (STEPD test).",
+    ).set(1.0 if summary["concept_drift"] else 0.0)
     _gauge(registry, "iac_drifted_features", "Number of drifted features.").set(
         float(len(summary.get("drifted_features", [])))
     )
-    if summary.get("champion_accuracy") is not None:
-        _gauge(
-            registry,
+    optional = [
+        (
+            "champion_accuracy",
             "iac_champion_accuracy",
             "Champion accuracy on the newest labelled batch (0..1).",
-        ).set(float(summary["champion_accuracy"]))
-    if summary.get("accuracy_floor") is not None:
-        _gauge(
-            registry, "iac_accuracy_floor", "IAC_ACCURACY_FLOOR: concept drift below it (0..1)."
-        ).set(float(summary["accuracy_floor"]))
-    if summary.get("validation_accuracy") is not None:
-        _gauge(
-            registry,
-            "iac_champion_validation_accuracy",
-            "Champion accuracy on its own validation split at training time (0..1).",
-        ).set(float(summary["validation_accuracy"]))
+        ),
+        (
+            "reference_accuracy",
+            "iac_champion_reference_accuracy",
+            "Champion reference accuracy of the concept-drift test: its validation rows "
+            "pooled with its first batches in service (0..1).",
+        ),
+        (
+            "concept_drift_p_value",
+            "iac_concept_drift_p_value",
+            "One-sided STEPD p-value: champion error rate on the newest batch vs its "
+            "reference; concept drift below IAC_CONCEPT_DRIFT_ALPHA.",
+        ),
+    ]
+    for key, name, documentation in optional:
+        if summary.get(key) is not None:
+            _gauge(registry, name, documentation).set(float(summary[key]))
 
 
 def retrain_metrics(
@@ -108,13 +119,16 @@ def retrain_metrics(
 
     Args:
         outcome: ``retrain`` flow output: ``promoted`` (bool), ``version`` (int or None),
-            ``challenger_accuracy`` / ``champion_accuracy`` (0..1 or None), ``trigger``.
+            ``challenger_accuracy`` / ``champion_accuracy`` (0..1 or None), ``trigger``,
+            ``window`` (label of the training window chosen, e.g. ``last_8``,
+            ``since_change``, ``bootstrap``; None without a challenger).
         registry: where the gauges are registered.
         now: Unix time of the outcome (default: now).
 
     Metrics: ``iac_retrain_promoted`` (1 promoted, 0 rejected),
-    ``iac_retrain_timestamp_seconds{outcome}`` (when the last promotion / rejection
-    happened), ``iac_challenger_accuracy``.
+    ``iac_retrain_timestamp_seconds{outcome,trigger,window}`` (when the last promotion /
+    rejection happened; ``window`` is empty without a challenger),
+    ``iac_challenger_accuracy``.
     """
     outcome_name = "promoted" if outcome["promoted"] else "rejected"
     _gauge(registry, "iac_retrain_promoted", "1 when the last challenger was promoted.").set(
@@ -123,11 +137,13 @@ def retrain_metrics(
     Gauge(
         "iac_retrain_timestamp_seconds",
         "Unix time of the last retrain with this outcome.",
-        ["outcome", "trigger"],
+        ["outcome", "trigger", "window"],
         registry=registry,
-    ).labels(outcome=outcome_name, trigger=str(outcome.get("trigger", ""))).set(
-        time.time() if now is None else now
-    )
+    ).labels(
+        outcome=outcome_name,
+        trigger=str(outcome.get("trigger", "")),
+        window=str(outcome.get("window") or ""),
+    ).set(time.time() if now is None else now)
     if outcome.get("challenger_accuracy") is not None:
         _gauge(
             registry,

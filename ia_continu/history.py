@@ -20,7 +20,8 @@ HISTORY_COLUMNS = [
     "batch_id",
     "champion_version",
     "accuracy",
-    "validation_accuracy",
+    "reference_accuracy",
+    "p_value",
     "data_drift",
     "concept_drift",
     "retrain",
@@ -48,12 +49,24 @@ def _reports(engine: Engine, limit: int) -> list[DriftReportRow]:
     return list(reversed(rows))
 
 
+def _reference_accuracy(performance: dict[str, Any]) -> float | None:
+    # Reports of the accuracy-floor rule (before issue 12) stored `validation_accuracy`.
+    key = "reference_accuracy" if "reference_accuracy" in performance else "validation_accuracy"
+    value: float | None = performance.get(key)
+    return value
+
+
 def drift_history(engine: Engine, limit: int = 2_000) -> pd.DataFrame:
     """One row per drift report, oldest first (columns :data:`HISTORY_COLUMNS`).
 
     ``accuracy`` is the champion's accuracy on the newest batch (0..1, NaN before the
-    first champion); ``promoted`` is True on the first report served by a new champion
-    version (the promotion happened in the cycle before it).
+    first champion); ``reference_accuracy`` the accuracy the concept-drift test compares it
+    with (its validation rows pooled with its first batches in service, see
+    :mod:`ia_continu.concept_drift`; NaN when unknown) and ``p_value`` that test's one-sided
+    p-value (NaN when unknown). Reports written before that test existed carry the
+    validation accuracy instead, read in place of the reference, and no p-value.
+    ``promoted`` is True on the first report served by a new champion version (the
+    promotion happened in the cycle before it).
     """
     records: list[dict[str, Any]] = []
     previous_version: int | None = None
@@ -67,7 +80,8 @@ def drift_history(engine: Engine, limit: int = 2_000) -> pd.DataFrame:
                 "batch_id": row.batch_id,
                 "champion_version": version,
                 "accuracy": performance.get("accuracy"),
-                "validation_accuracy": performance.get("validation_accuracy"),
+                "reference_accuracy": _reference_accuracy(performance),
+                "p_value": performance.get("p_value"),
                 "data_drift": row.data_drift,
                 "concept_drift": row.concept_drift,
                 "retrain": row.retrain,
@@ -79,9 +93,8 @@ def drift_history(engine: Engine, limit: int = 2_000) -> pd.DataFrame:
         )
         previous_version = version if version is not None else previous_version
     frame = pd.DataFrame.from_records(records, columns=HISTORY_COLUMNS)
-    return frame.astype(
-        {"champion_version": "Int64", "accuracy": "float64", "validation_accuracy": "float64"}
-    )
+    floats = dict.fromkeys(("accuracy", "reference_accuracy", "p_value"), "float64")
+    return frame.astype({"champion_version": "Int64", **floats})
 
 
 def feature_drift(engine: Engine, limit: int = 2_000) -> pd.DataFrame:

@@ -18,16 +18,34 @@ def decide_retrain(
     has_champion: bool,
     concept_drift: bool,
     data_drift: bool,
+    concept_reason: str | None = None,
     retrain_on_data_drift: bool = False,
     force: bool = False,
     champion_problem: str | None = None,
+    cycles_since_retrain: int | None = None,
+    challenge_every: int = 0,
+    champion_age: int | None = None,
 ) -> RetrainDecision:
-    """Retrain when forced, when no champion exists, or on performance (concept) drift.
+    """Retrain when forced, when no champion exists, or on concept drift.
 
-    Data drift alone only warns, unless ``retrain_on_data_drift``: a shifted input
-    distribution does not by itself mean the model got worse (the exercise's rule:
-    retrain only when performance falls below a threshold). A champion that cannot be
-    loaded (``champion_problem``, one sentence) is as good as none: retrain.
+    Concept drift is the champion's error rate on the newest batch significantly above its
+    reference (``ia_continu.concept_drift``; ``concept_reason`` says by how much). Data
+    drift alone only warns, unless ``retrain_on_data_drift``: a shifted input distribution
+    does not by itself mean the model got worse (covariate shift under a fixed concept,
+    Moreno-Torres et al. 2012, "A unifying view on dataset shift in classification",
+    Pattern Recognition 45(1)). A champion that cannot be loaded (``champion_problem``, one
+    sentence) is as good as none: retrain.
+
+    **Scheduled challenge**: with ``challenge_every`` > 0, a challenger is also trained when
+    ``cycles_since_retrain`` (cycles since the last retrain attempt, any trigger) reaches
+    it, and while the champion is young, when its ``champion_age`` (cycles served, this one
+    included) is a power of two below ``challenge_every`` (1, 2, 4, …): after a change the
+    champion was trained on few rows, and the rows arriving since can double its window. A slow (gradual) drift raises the error too little per batch for the detector to
+    call it soon, and a champion trained on few rows gains from the rows that arrived since;
+    the promotion gate still keeps the champion unless the challenger is significantly
+    better. Retraining on a schedule and on performance decay are the two triggers of
+    Google Cloud's "MLOps: Continuous delivery and automation pipelines in machine
+    learning" (Architecture Center, level 1, "pipeline triggers").
     """
     if force:
         return RetrainDecision(True, "manual retrain requested")
@@ -36,9 +54,23 @@ def decide_retrain(
     if champion_problem:
         return RetrainDecision(True, f"{champion_problem}: retrain to replace it")
     if concept_drift:
-        return RetrainDecision(True, "performance drift: champion accuracy fell below threshold")
+        return RetrainDecision(True, concept_reason or "concept drift: champion error rate rose")
     if data_drift and retrain_on_data_drift:
         return RetrainDecision(True, "data drift and IAC_RETRAIN_ON_DATA_DRIFT=true")
+    if challenge_every > 0:
+        if cycles_since_retrain is not None and cycles_since_retrain >= challenge_every:
+            return RetrainDecision(
+                True,
+                f"scheduled challenge: {cycles_since_retrain} cycles since the last retrain "
+                f"(IAC_CHALLENGE_EVERY_CYCLES={challenge_every})",
+            )
+        young = champion_age is not None and 0 < champion_age < challenge_every
+        if young and champion_age is not None and champion_age & (champion_age - 1) == 0:
+            return RetrainDecision(
+                True,
+                f"scheduled challenge: the champion has served {champion_age} cycle(s), "
+                "its window can double",
+            )
     if data_drift:
         return RetrainDecision(False, "data drift without performance loss: warn only")
     return RetrainDecision(False, "no drift")

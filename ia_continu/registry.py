@@ -34,6 +34,15 @@ class ModelRef:
     validation_accuracy: float | None
     training_batch_ids: list[int] = field(default_factory=list)
     source: str | None = None
+    validation_rows: int | None = None
+    holdout_batch_id: int | None = None
+
+    @property
+    def validation_errors(self) -> int | None:
+        """Errors on the validation rows, from the stored accuracy and row count."""
+        if self.validation_accuracy is None or not self.validation_rows:
+            return None
+        return round((1 - self.validation_accuracy) * self.validation_rows)
 
     @property
     def uri(self) -> str:
@@ -106,6 +115,8 @@ def get_alias(mlflow_client: MlflowClient, name: str, alias: str = CHAMPION) -> 
         validation_accuracy=float(accuracy) if accuracy else None,
         training_batch_ids=[int(b) for b in batch_ids.split(",") if b],
         source=tags.get("source"),
+        validation_rows=int(tags["validation_rows"]) if tags.get("validation_rows") else None,
+        holdout_batch_id=int(tags["holdout_batch_id"]) if tags.get("holdout_batch_id") else None,
     )
 
 

@@ -65,9 +65,12 @@ class Settings(BaseSettings):
     # replay
     replay_path: Path = PACKAGED_ELEC2
     replay_target: str = "class"
-    replay_time_column: str | None = "date"
+    replay_time_column: str | None = Field(
+        "date",
+        description="Column sorted on (numbers or dates). Empty: no time column, the file "
+        "order is the time order.",
+    )
     replay_categorical_columns: Annotated[list[str], NoDecode] = ["day"]
-    replay_positive_label: str = "UP"
     replay_loop: bool = Field(True, description="Start over when the stream is exhausted.")
     replay_classes: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -90,18 +93,62 @@ class Settings(BaseSettings):
     drift_min_psi: float = Field(0.1, ge=0, description="Min PSI for a categorical feature.")
     drift_min_features: int = Field(1, ge=1, description="Drifted features for dataset drift.")
     current_window_batches: int = Field(1, ge=1)
-    accuracy_floor: float = Field(0.6, ge=0, le=1, description="Absolute accuracy floor.")
-    accuracy_tolerance: float = Field(
-        0.05, ge=0, le=1, description="Allowed drop below the champion's validation accuracy."
+    concept_drift_alpha: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="One-sided level of the champion error-rate test (per-cycle false-alarm "
+        "bound on a stable stream).",
+    )
+    concept_drift_min_effect: float = Field(
+        0.02, ge=0, lt=1, description="Smallest error-rate increase called concept drift."
+    )
+    concept_drift_reference_batches: int = Field(
+        3,
+        ge=0,
+        description="First batches in service pooled into the champion's reference error rate.",
     )
     retrain_on_data_drift: bool = False
+    challenge_every_cycles: int = Field(
+        4,
+        ge=0,
+        description="Also train a challenger when this many cycles passed since the last "
+        "retrain (the gate still decides); 0: only on drift.",
+    )
 
     # --- training and promotion ------------------------------------------------------
-    training_window_batches: int = Field(4, ge=1)
+    training_window_batches: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1, 2, 4, 8, 16],
+        description="Candidate training windows in batches (comma list; one value: a fixed "
+        "window). The best on the held-out newest batch is trained on.",
+    )
+    training_min_change_rows: int = Field(
+        0,
+        ge=0,
+        description="After concept drift, train on the batches since the change point once "
+        "they hold this many rows; 0: always choose among the candidate windows.",
+    )
+    training_window_one_se: float = Field(
+        1.0,
+        ge=0,
+        description="Take the longest candidate window scoring within this many binomial "
+        "standard errors of the best (0: the best score, shortest on ties).",
+    )
+    refit_on_holdout: bool = Field(
+        True,
+        description="Refit the chosen window shifted to include the held-out batch before "
+        "promotion (the gate scores the model trained without it).",
+    )
     estimator: EstimatorName = "logistic_regression"
     estimator_params: dict[str, Any] = Field(default_factory=dict)
     promotion_margin: float = Field(
         0.0, ge=0, le=1, description="Challenger must beat champion accuracy by more than this."
+    )
+    promotion_alpha: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Level of the one-sided McNemar test challenger vs champion (1: no test).",
     )
     promotion_min_lift_over_baseline: float = Field(
         0.0,
@@ -162,6 +209,30 @@ class Settings(BaseSettings):
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("training_window_batches", mode="before")
+    @classmethod
+    def _window_sizes(cls, value: object) -> object:
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("training_window_batches")
+    @classmethod
+    def _window_sizes_positive(cls, value: list[int]) -> list[int]:
+        if not value or min(value) < 1:
+            raise ValueError("give one or more window sizes, each at least 1 batch")
+        return sorted(set(value))
+
+    @field_validator("replay_time_column", mode="before")
+    @classmethod
+    def _empty_is_no_time_column(cls, value: object) -> object:
+        # IAC_REPLAY_TIME_COLUMN= (empty) reaches here as "": it means no time column.
+        if isinstance(value, str) and not value.strip():
+            return None
         return value
 
     @field_validator("discord_webhook_url")

@@ -6,7 +6,9 @@ the same batch, which is what makes ingestion idempotent and runs reproducible.
 
 from __future__ import annotations
 
+import difflib
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -136,12 +138,89 @@ def _numbers_where_possible(column: pd.Series) -> pd.Series:
     return column.astype(object).where(unparsed, numbers.astype(object))
 
 
+#: Columns an error message lists before it elides the rest.
+_SHOWN_COLUMNS = 20
+
+
+def _not_a_column(setting: str, name: str, columns: list[str]) -> str:
+    """``IAC_X: column 'y' is not in [...]``, with the closest column name and a hint when
+    the whole header was read as one column (a file not separated by commas)."""
+    listing = str(columns[:_SHOWN_COLUMNS])
+    if len(columns) > _SHOWN_COLUMNS:
+        listing = f"{listing[:-1]}, ... ({len(columns)} columns)]"
+    message = f"{setting}: column {name!r} is not in {listing}"
+    if len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
+        return message + "; the file does not look comma-separated"
+    close = difflib.get_close_matches(name, columns, n=1)
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    # The defaults name Elec2's columns: the usual mistake with a new stream.
+    if setting == "IAC_REPLAY_TIME_COLUMN":
+        message += f"; set {setting}= (empty) if the file order is the time order"
+    elif setting == "IAC_REPLAY_CATEGORICAL_COLUMNS":
+        message += f"; set {setting}= (empty) if every feature is numeric"
+    return message
+
+
+def _unreadable(path: str | Path, exc: ValueError) -> SourceConfigError:
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return SourceConfigError(f"IAC_REPLAY_PATH: {path} is empty (not even a header line)")
+    # pandas and codec messages name lines and byte offsets, never cell contents.
+    why = (str(exc).splitlines() or [type(exc).__name__])[-1][:200]
+    return SourceConfigError(f"IAC_REPLAY_PATH: {path} is not a readable CSV file: {why}")
+
+
+def _read_header(path: Path) -> list[str]:
+    try:
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except ValueError as exc:  # EmptyDataError, ParserError, UnicodeDecodeError
+        raise _unreadable(path, exc) from None
+    except OSError as exc:  # a file we may not read
+        raise SourceConfigError(f"IAC_REPLAY_PATH: cannot read {path}: {exc.strerror}") from None
+
+
+def _time_key(column: pd.Series, name: str) -> pd.Series:
+    """Sort key of the time column: its numbers, or its cells parsed as dates.
+
+    Text is never sorted as text (``"10/1/2020"`` would come before ``"9/1/2020"``).
+
+    Raises:
+        SourceConfigError: a present cell is neither a number nor a date.
+    """
+    if pd.api.types.is_numeric_dtype(column):
+        return column
+    with warnings.catch_warnings():
+        # pandas warns when it cannot infer one format and parses cell by cell.
+        warnings.simplefilter("ignore")
+        try:
+            key = pd.to_datetime(column, errors="coerce", utc=True)
+        except (ValueError, TypeError):
+            key = pd.Series(pd.NaT, index=column.index)
+    bad = key.isna() & column.notna()
+    if bad.any():
+        row = int(column.index[bad.to_numpy()][0]) + 1
+        raise SourceConfigError(
+            f"IAC_REPLAY_TIME_COLUMN: column {name!r} holds neither numbers nor dates "
+            f"(data row {row}); leave IAC_REPLAY_TIME_COLUMN empty to replay in file order"
+        )
+    return key
+
+
 @lru_cache(maxsize=4)
-def _load_csv(path: str, time_column: str | None) -> pd.DataFrame:
-    frame = pd.read_csv(path)
+def _load_csv(path: str, time_column: str | None, text_columns: tuple[str, ...]) -> pd.DataFrame:
+    """The file's rows in time order, indexed by their 0-based data row in the file.
+
+    ``text_columns`` (target, categorical) are read as written: a label ``1`` stays
+    ``"1"`` even in a column with gaps, which pandas would otherwise read as ``1.0``.
+    """
+    try:
+        frame = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
+    except ValueError as exc:
+        raise _unreadable(path, exc) from None
     if time_column:
-        # A stable sort keeps the file order among equal timestamps.
-        frame = frame.sort_values(time_column, kind="stable").reset_index(drop=True)
+        # A stable sort keeps the file order among equal times; missing times go last.
+        order = _time_key(frame[time_column], time_column).sort_values(kind="stable").index
+        frame = frame.loc[order]
     return frame
 
 
@@ -150,17 +229,25 @@ class ReplaySource:
     """Replays a CSV in time order, ``batch_size`` rows per batch.
 
     Position ``p`` holds rows ``[p * batch_size, (p + 1) * batch_size)`` of the file
-    sorted by ``time_column`` (the last batch may be shorter). With ``loop`` the stream
-    starts over after the last batch; positions keep increasing.
+    sorted by ``time_column`` (numbers, or dates in any one format pandas parses); with
+    no time column (None or empty) the file order is the time order. The last batch may
+    be shorter. With ``loop`` the stream starts over after the last batch; positions
+    keep increasing.
 
+    Every column but the target and the time column is a feature. The target and the
+    categorical columns are read as the text written in the file (``0``/``1``,
+    ``UP``/``DOWN``, ``0``..``39``: any number of classes), so labels are strings.
     Missing cells stay missing (NaN, or None in categorical and target columns); a
     numeric column is numeric in every batch but those holding an unparsable cell (a
     stray text), where that cell is kept as text for validation to reject that batch
     alone. ``classes`` lists the known labels (as strings; empty: any label).
 
     Raises:
-        SourceConfigError: the file is missing, a named column is not in it, or a
-            numeric feature holds no number at all (a categorical column not declared).
+        SourceConfigError: the file is missing, empty or not a CSV, a named column is
+            not in it, a categorical column is also the target or time column, the
+            time column holds something else than numbers or dates, or a numeric
+            feature holds no number at all (a categorical column not declared). The
+            message starts with the ``IAC_*`` variable at fault.
     """
 
     path: Path
@@ -172,16 +259,23 @@ class ReplaySource:
     classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self.time_column = self.time_column or None
         if not Path(self.path).is_file():
             raise SourceConfigError(f"IAC_REPLAY_PATH: no such file: {self.path}")
-        columns = list(pd.read_csv(self.path, nrows=0).columns)
+        columns = _read_header(self.path)
         for setting, name in [
             ("IAC_REPLAY_TARGET", self.target),
             ("IAC_REPLAY_TIME_COLUMN", self.time_column),
             *[("IAC_REPLAY_CATEGORICAL_COLUMNS", c) for c in self.categorical],
         ]:
             if name is not None and name not in columns:
-                raise SourceConfigError(f"{setting}: column {name!r} is not in {columns}")
+                raise SourceConfigError(_not_a_column(setting, name, columns))
+        for column in self.categorical:
+            if column in (self.target, self.time_column):
+                role = "IAC_REPLAY_TARGET" if column == self.target else "IAC_REPLAY_TIME_COLUMN"
+                raise SourceConfigError(
+                    f"IAC_REPLAY_CATEGORICAL_COLUMNS: {column!r} is {role}, not a feature"
+                )
         features = tuple(c for c in columns if c not in (self.target, self.time_column))
         if not features:
             raise SourceConfigError(f"IAC_REPLAY_PATH: {self.path} has no feature column")
@@ -208,12 +302,33 @@ class ReplaySource:
         return f"replay:{Path(self.path).name}:n={self.batch_size}"
 
     @property
+    def n_rows(self) -> int:
+        """Data rows in the file (the header not counted)."""
+        return len(self._frame())
+
+    @property
     def n_batches(self) -> int:
         """Batches in one pass over the file."""
-        return math.ceil(len(self._frame()) / self.batch_size)
+        return math.ceil(self.n_rows / self.batch_size)
+
+    def data_row(self, position: int, row: int) -> int:
+        """Where row ``row`` (0-based) of batch ``position`` is in the file.
+
+        Returns:
+            Its 1-based data row: the header is not counted, so data row ``n`` is line
+            ``n + 1`` of a file without blank lines or multi-line cells.
+
+        Raises:
+            IndexError: the batch has no such row.
+        """
+        start = (position % self.n_batches) * self.batch_size
+        if not 0 <= row < min(self.batch_size, self.n_rows - start):
+            raise IndexError(f"batch {position} has no row {row}")
+        return int(self._frame().index[start + row]) + 1
 
     def _frame(self) -> pd.DataFrame:
-        return _load_csv(str(Path(self.path).resolve()), self.time_column)
+        text_columns = tuple(dict.fromkeys((self.target, *self.categorical)))
+        return _load_csv(str(Path(self.path).resolve()), self.time_column, text_columns)
 
     def batch(self, position: int) -> pd.DataFrame:
         """Rows of batch ``position``; categorical columns and target as strings (or missing)."""

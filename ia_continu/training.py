@@ -80,6 +80,20 @@ def train(
     return pipeline
 
 
+def correct_mask(model: Any, frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+    """Per labelled row of ``frame``, whether ``model`` predicts its label (bool, shape (n,)).
+
+    Labels are compared as strings, as the replay source stores them. Rows without a
+    label are left out (so ``n`` is the number of labelled rows).
+    """
+    frame = frame[frame[schema.target].notna()]
+    if frame.empty:
+        return np.zeros(0, dtype=bool)
+    predicted = np.asarray(model.predict(frame[list(schema.features)]))
+    truth = frame[schema.target].to_numpy()
+    return np.asarray(predicted.astype(str) == truth.astype(str), dtype=bool)
+
+
 def accuracy(model: Any, frame: pd.DataFrame, schema: Schema) -> float:
     """Share of labelled rows of ``frame`` whose label ``model`` predicts (0..1).
 
@@ -88,12 +102,10 @@ def accuracy(model: Any, frame: pd.DataFrame, schema: Schema) -> float:
     Raises:
         ValueError: if ``frame`` is empty.
     """
-    frame = frame[frame[schema.target].notna()]
-    if frame.empty:
+    right = correct_mask(model, frame, schema)
+    if right.size == 0:
         raise ValueError("cannot evaluate on an empty batch (no labelled row)")
-    predicted = np.asarray(model.predict(frame[list(schema.features)]))
-    truth = frame[schema.target].to_numpy()
-    return float(np.mean(predicted.astype(str) == truth.astype(str)))
+    return float(right.mean())
 
 
 def majority_accuracy(frame: pd.DataFrame, schema: Schema) -> float:

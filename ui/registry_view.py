@@ -18,7 +18,17 @@ def bound_mlflow_calls(timeout_seconds: float) -> None:
 
 @dataclass(frozen=True)
 class AliasInfo:
-    """A registry alias and the version behind it."""
+    """A registry alias and the version behind it.
+
+    Attributes:
+        validation_accuracy: accuracy on its held-out rows at training time (0..1), the
+            start of its concept-drift reference; None for a version without the tag.
+        validation_rows: how many held-out rows (tag ``validation_rows``; None before
+            issue 12).
+        window: training window chosen (tag ``window``: ``last_8``, ``since_change``,
+            ``bootstrap``…; None before issue 12).
+        registered_at: creation time in Unix milliseconds, as MLflow gives it.
+    """
 
     alias: str
     version: int
@@ -26,10 +36,24 @@ class AliasInfo:
     validation_accuracy: float | None
     metrics: dict[str, float]
     registered_at: Any
+    validation_rows: int | None = None
+    window: str | None = None
+
+    def describe(self) -> str:
+        """One line: ``validation accuracy 0.912 on 336 rows · window last_8``; empty when
+        the version has none of those tags."""
+        parts = []
+        if self.validation_accuracy is not None:
+            rows = f" on {self.validation_rows} rows" if self.validation_rows else ""
+            parts.append(f"validation accuracy {self.validation_accuracy:.3f}{rows}")
+        if self.window:
+            parts.append(f"window `{self.window}`")
+        return " · ".join(parts)
 
 
 def aliases(tracking_uri: str, name: str) -> list[AliasInfo]:
-    """``champion`` and ``previous`` (those that exist), with their run metrics.
+    """``champion`` and ``previous`` (those that exist), with their run metrics and the
+    version's validation and window tags.
 
     Raises:
         mlflow.exceptions.MlflowException: the registry cannot be read.
@@ -50,6 +74,8 @@ def aliases(tracking_uri: str, name: str) -> list[AliasInfo]:
                 ref.validation_accuracy,
                 metrics,
                 version.creation_timestamp,
+                validation_rows=ref.validation_rows,
+                window=(version.tags or {}).get("window") or None,
             )
         )
     return found

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ia_continu.concept_drift import BatchScore, ErrorCount
 from ia_continu.sources import BatchSource
 from ia_continu.storage.tables import BatchRow, DriftReportRow, QuarantinedBatchRow
 from ia_continu.validation import MAX_STORED_FAILURES, validate_batch
@@ -338,6 +339,51 @@ def latest_drift_flags(engine: Engine, source: str) -> dict[str, Any] | None:
             "concept_drift": row.concept_drift,
             "champion_version": row.champion_version,
         }
+
+
+def champion_service(engine: Engine, source: str, champion_version: int) -> list[BatchScore]:
+    """The champion's errors on each batch it served, oldest first, from the drift reports.
+
+    One entry per batch (the first report of a batch evaluated twice); reports without
+    an error count (no champion model, or written before the count was stored) are
+    skipped.
+    """
+    with Session(engine) as session:
+        rows = session.execute(
+            select(DriftReportRow.batch_id, DriftReportRow.report)
+            .where(DriftReportRow.source == source)
+            .where(DriftReportRow.champion_version == champion_version)
+            .order_by(DriftReportRow.batch_id, DriftReportRow.created_at)
+        ).all()
+    scores: list[BatchScore] = []
+    seen: set[int] = set()
+    for batch_id, report in rows:
+        performance = (report or {}).get("performance") or {}
+        if batch_id in seen or performance.get("errors") is None or not performance.get("n"):
+            continue
+        seen.add(batch_id)
+        count = ErrorCount(int(performance["n"]), int(performance["errors"]))
+        scores.append(BatchScore(int(batch_id), count, bool(performance.get("drift"))))
+    return scores
+
+
+def cycles_since_retrain(engine: Engine, source: str) -> int | None:
+    """Drift reports of ``source`` since the newest one that decided to retrain (this cycle
+    not counted: the next report is cycle ``n + 1``); None when no report retrained yet."""
+    with Session(engine) as session:
+        last = session.scalar(
+            select(func.max(DriftReportRow.batch_id))
+            .where(DriftReportRow.source == source)
+            .where(DriftReportRow.retrain.is_(True))
+        )
+        if last is None:
+            return None
+        later = session.scalar(
+            select(func.count(func.distinct(DriftReportRow.batch_id)))
+            .where(DriftReportRow.source == source)
+            .where(DriftReportRow.batch_id > last)
+        )
+        return int(later or 0) + 1
 
 
 def get_drift_report(engine: Engine, report_id: str) -> dict[str, Any]:

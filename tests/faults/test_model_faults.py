@@ -293,7 +293,7 @@ def test_corrupted_model_artifact_is_not_promoted(
         "batch_id": hit,
         "champion_version": 1,
         "champion_accuracy": None,
-        "validation_accuracy": None,
+        "reference_accuracy": None,
         "drifted_features": [],
     }
     (embed,) = events(quiet, outcome)

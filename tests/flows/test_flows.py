@@ -93,7 +93,7 @@ def test_events_only_on_drift_or_retrain() -> None:
         "batch_id": 3,
         "champion_version": 1,
         "champion_accuracy": 0.9,
-        "validation_accuracy": 0.91,
+        "reference_accuracy": 0.91,
         "drifted_features": [],
     }
     assert events(quiet, None) == []

@@ -48,6 +48,9 @@ def plot_dashboard(prom: str, out: Path) -> None:
                 xs = [float(t) - end for t, _ in series["values"]]
                 ys = [float(v) for _, v in series["values"]]
                 ax.plot(xs, ys, label=_label(target["legendFormat"], series["metric"]))
+        scale = panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {})
+        if scale.get("scaleDistribution", {}).get("type") == "log":
+            ax.set_yscale("log")  # as Grafana draws it (the p-value panel)
         ax.set_title(panel["title"], fontsize=10)
         ax.set_xlabel("seconds before the end of the test", fontsize=8)
         ax.tick_params(labelsize=8)

@@ -86,6 +86,7 @@ def test_the_panels_the_operator_needs(board: dict[str, Any]) -> None:
     assert {
         "Since last successful cycle",
         "Accuracy over time",
+        "Concept drift p-value",
         "Drift statistic per feature",
         "Requests per second by status",
         "Latency percentiles (/predict)",
@@ -93,6 +94,54 @@ def test_the_panels_the_operator_needs(board: dict[str, Any]) -> None:
     } <= titles
     names = {a["name"] for a in board["annotations"]["list"]}
     assert "Retrains" in names
+
+
+def _produced_metrics() -> set[str]:
+    """Names of every metric family the flows push and the API exports."""
+    from prometheus_client import REGISTRY, CollectorRegistry
+
+    import api.metrics  # noqa: F401  (registers the API's metrics on the default registry)
+    from ia_continu import flow_metrics
+
+    registry = CollectorRegistry()
+    summary = {
+        "data_drift": True,
+        "concept_drift": True,
+        "drifted_features": ["x"],
+        "champion_accuracy": 0.7,
+        "reference_accuracy": 0.8,
+        "concept_drift_p_value": 0.001,
+        "features": [
+            {"feature": "x", "test": "ks", "statistic": 0.3, "p_adjusted": 0.01}
+            | {"effect": 0.2, "drifted": True}
+        ],
+    }
+    flow_metrics.drift_metrics(summary, registry)
+    outcome = {"promoted": True, "challenger_accuracy": 0.8, "trigger": "drift"}
+    flow_metrics.retrain_metrics(outcome, registry)
+    flow_metrics.champion_metrics(registry, 2)
+    flow_metrics.run_metrics(registry, 1.0, succeeded=True)
+    flow_metrics.notification_metrics(registry, {"delivered": 1}, 0)
+    failed = CollectorRegistry()
+    flow_metrics.run_metrics(failed, 1.0, succeeded=False)
+    families = [*registry.collect(), *failed.collect(), *REGISTRY.collect()]
+    return {family.name for family in families}
+
+
+def test_every_iac_metric_queried_is_one_the_project_exports(board: dict[str, Any]) -> None:
+    """Dashboard queries and alert rules name only metrics that exist, so a metric renamed
+    or removed in ``ia_continu.flow_metrics`` (as ``iac_accuracy_floor`` was) cannot leave
+    a panel or an alert silently empty."""
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    exprs += [a["expr"] for a in board["annotations"]["list"] if "expr" in a]
+    rules = yaml.safe_load((ROOT / "infra" / "prometheus" / "alerts.yml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    queried = {name for expr in exprs for name in re.findall(r"\biac_[a-z0-9_]+", expr)}
+    produced = _produced_metrics()
+    suffixes = r"_(total|bucket|count|sum)$"
+    unknown = {n for n in queried if n not in produced and re.sub(suffixes, "", n) not in produced}
+    assert not unknown, unknown
+    assert {"iac_champion_reference_accuracy", "iac_concept_drift_p_value"} <= queried
 
 
 def test_provider_points_where_compose_mounts_the_dashboards() -> None:

@@ -44,7 +44,8 @@ def test_every_alert_has_a_unit_test() -> None:
     rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
     alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
     tests = yaml.safe_load(Path(__file__).with_name("alerts_test.yml").read_text())["tests"]
-    fired, quiet = set(), set()
+    fired: set[str] = set()
+    quiet: set[str] = set()
     for case in tests:
         for check in case.get("alert_rule_test", []):
             (fired if check["exp_alerts"] else quiet).add(check["alertname"])

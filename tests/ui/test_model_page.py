@@ -3,6 +3,8 @@ rollback that needs a confirmation."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,14 +37,33 @@ def model_env(
     return uri
 
 
-def test_aliases_charts_and_rollback(model_env: str, tmp_path: Path) -> None:
+@pytest.fixture
+def champion_tags(model_env: str) -> Iterator[None]:
+    """Version 2 carries the tags a promotion writes since issue 12; removed afterwards
+    (the registry is shared by the session)."""
+    client = registry.client(model_env)
+    tags = {"validation_accuracy": "0.912345", "validation_rows": "336", "window": "last_8"}
+    for key, value in tags.items():
+        client.set_model_version_tag("ui-model", "2", key, value)
+    yield
+    for key in tags:
+        client.delete_model_version_tag("ui-model", "2", key)
+
+
+def test_aliases_charts_and_rollback(model_env: str, champion_tags: None, tmp_path: Path) -> None:
     _history(tmp_path / "state")
     app = open_page("model", TIMEOUT).run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     headers = [h.value for h in app.subheader]
     assert "champion: version 2" in headers and "previous: version 1" in headers
     assert {"Accuracy per batch", "Drift statistic per feature", "Batches ingested"} <= set(headers)
-    assert len(app.get("vega_lite_chart")) == 2  # accuracy + drift heatmap
+    captions = [c.value for c in app.caption]
+    assert "validation accuracy 0.912 on 336 rows · window `last_8`" in captions
+    charts = app.get("vega_lite_chart")
+    assert len(charts) == 2  # accuracy (with its reference) + drift heatmap
+    accuracy_chart = json.loads(charts[0].proto.spec)
+    fields = {layer["encoding"]["y"]["field"] for layer in accuracy_chart["layer"][:2]}
+    assert fields == {"accuracy", "reference_accuracy"}
     assert app.metric[0].value == "3 batches"
 
     rollback = app.button(key="rollback")
@@ -62,3 +83,12 @@ def test_empty_project_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert not app.exception
     infos = " ".join(i.value for i in app.info)
     assert "No `champion` yet" in infos and "No drift report yet" in infos
+
+
+def test_versions_registered_before_issue_12_describe_what_they_have() -> None:
+    from ui.registry_view import AliasInfo
+
+    bare = AliasInfo("previous", 1, None, None, {}, None)
+    assert bare.describe() == ""
+    old = AliasInfo("previous", 1, None, 0.8, {}, None)
+    assert old.describe() == "validation accuracy 0.800"

@@ -74,15 +74,8 @@ def test_single_class_window_rejects_the_challenger_and_keeps_the_champion(
     champion_model = train(source.batch(0), source.schema)
     one_class = source.batch(1).assign(target=1).assign(batch_id=1)
     holdout = source.batch(2).assign(batch_id=2)
-    window = cycle.TrainingWindow(
-        source=source.name,
-        schema=source.schema,
-        train=one_class,
-        holdout=holdout,
-        training_batch_ids=[1],
-        holdout_batch_id=2,
-        champion=registry.ModelRef("m", 1, None, 0.9, [0]),
-        champion_model=champion_model,
+    window = _window(
+        one_class, holdout, registry.ModelRef("m", 1, None, 0.9, [0]), champion_model
     )
     challenger, decision = cycle.train_and_gate(window, settings)
     assert challenger is None and not decision["promote"]
@@ -93,9 +86,7 @@ def test_single_class_window_rejects_the_challenger_and_keeps_the_champion(
     )
     assert not outcome["promoted"] and outcome["run_id"] is None
 
-    no_champion = cycle.TrainingWindow(
-        source.name, source.schema, one_class, holdout, [1], 2, None, None
-    )
+    no_champion = _window(one_class, holdout)
     with pytest.raises(ValueError, match="single class"):
         cycle.train_and_gate(no_champion, settings)
     assert isinstance(holdout, pd.DataFrame)
@@ -104,14 +95,15 @@ def test_single_class_window_rejects_the_challenger_and_keeps_the_champion(
 def _window(train_frame, holdout, champion=None, champion_model=None):  # type: ignore[no-untyped-def]
     from ia_continu.sources import SyntheticSource
 
+    import pandas as pd
+
     source = SyntheticSource(batch_size=200)
+    frame = pd.concat([train_frame, holdout], ignore_index=True)
     return cycle.TrainingWindow(
         source=source.name,
         schema=source.schema,
-        train=train_frame,
-        holdout=holdout,
-        training_batch_ids=sorted(int(b) for b in train_frame["batch_id"].unique()),
-        holdout_batch_id=int(holdout["batch_id"].iloc[-1]),
+        frame=frame,
+        batch_ids=sorted(int(b) for b in frame["batch_id"].unique()),
         champion=champion,
         champion_model=champion_model,
     )

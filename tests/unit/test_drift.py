@@ -17,7 +17,6 @@ from ia_continu import drift
 from ia_continu.drift import (
     DataDriftReport,
     detect_data_drift,
-    detect_performance_drift,
     ks_p_value,
     numeric_psi,
 )
@@ -417,62 +416,3 @@ def test_integer_columns_are_tested_as_numeric() -> None:
     feature = detect_data_drift(reference, current, numeric=["i"]).features[0]
     assert feature.kind == "numeric"
     assert feature.drifted
-
-
-# --------------------------------------------------------------------------------------
-# (e) Performance (concept) drift
-# --------------------------------------------------------------------------------------
-
-
-def test_performance_floor_rule() -> None:
-    result = detect_performance_drift(0.55, None, n=200, floor=0.6, tolerance=0.05)
-    assert result.drift
-    assert "floor" in result.reason
-    assert result.n == 200
-    at_floor = detect_performance_drift(0.6, None, n=200, floor=0.6, tolerance=0.05)
-    assert not at_floor.drift
-    assert at_floor.reason == "within tolerance"
-
-
-def test_performance_tolerance_rule() -> None:
-    result = detect_performance_drift(0.8, 0.9, n=100, floor=0.6, tolerance=0.05)
-    assert result.drift
-    assert "validation" in result.reason
-    assert "floor" not in result.reason
-    within = detect_performance_drift(0.86, 0.9, n=100, floor=0.6, tolerance=0.05)
-    assert not within.drift
-    # Exactly on the boundary with representable numbers: not drift (strict <).
-    assert not detect_performance_drift(0.5, 0.75, n=4, floor=0.0, tolerance=0.25).drift
-
-
-def test_performance_both_rules_give_both_reasons() -> None:
-    result = detect_performance_drift(0.5, 0.95, n=100, floor=0.6, tolerance=0.05)
-    assert result.drift
-    assert "floor" in result.reason
-    assert "validation" in result.reason
-    assert "; " in result.reason
-
-
-def test_performance_without_validation_accuracy_uses_floor_only() -> None:
-    result = detect_performance_drift(0.61, None, n=10, floor=0.6, tolerance=0.0)
-    assert not result.drift
-    assert result.validation_accuracy is None
-    assert result.to_dict() == {
-        "accuracy": 0.61,
-        "validation_accuracy": None,
-        "floor": 0.6,
-        "tolerance": 0.0,
-        "n": 10,
-        "drift": False,
-        "reason": "within tolerance",
-    }
-
-
-@pytest.mark.parametrize(("accuracy", "validation"), [(1.2, None), (-0.1, 0.9), (0.8, 1.5)])
-def test_performance_out_of_range_raises(accuracy: float, validation: float | None) -> None:
-    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
-        detect_performance_drift(accuracy, validation, n=10, floor=0.6, tolerance=0.05)
-
-
-def test_performance_decimal_boundary_is_not_drift() -> None:
-    assert not detect_performance_drift(0.7, 0.8, n=100, floor=0.6, tolerance=0.1).drift

@@ -19,7 +19,9 @@ SUMMARY = {
     "concept_drift": False,
     "drifted_features": ["nswprice"],
     "champion_accuracy": 0.81,
-    "validation_accuracy": 0.84,
+    "reference_accuracy": 0.84,
+    "concept_drift_p_value": 0.2,
+    "change_batch_id": None,
     "champion_version": 3,
     "features": [
         {
@@ -40,7 +42,14 @@ SUMMARY = {
         },
     ],
 }
-OUTCOME = {"promoted": True, "version": 4, "challenger_accuracy": 0.86, "trigger": "drift"}
+OUTCOME = {
+    "promoted": True,
+    "version": 4,
+    "challenger_accuracy": 0.86,
+    "p_value": 0.003,
+    "window": "last_8",
+    "trigger": "drift",
+}
 
 
 def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -70,24 +79,44 @@ def test_drift_retrain_and_run_metrics() -> None:
     assert samples[("iac_concept_drift_detected", ())] == 0.0
     assert samples[("iac_drifted_features", ())] == 1.0
     assert samples[("iac_champion_accuracy", ())] == 0.81
-    assert samples[("iac_champion_validation_accuracy", ())] == 0.84
+    assert samples[("iac_champion_reference_accuracy", ())] == 0.84
+    assert samples[("iac_concept_drift_p_value", ())] == 0.2
     assert samples[("iac_retrain_promoted", ())] == 1.0
-    key = ("iac_retrain_timestamp_seconds", (("outcome", "promoted"), ("trigger", "drift")))
-    assert samples[key] == 1_000.0
+    labels = (("outcome", "promoted"), ("trigger", "drift"), ("window", "last_8"))
+    assert samples[("iac_retrain_timestamp_seconds", labels)] == 1_000.0
     assert samples[("iac_challenger_accuracy", ())] == 0.86
     assert samples[("iac_champion_version", ())] == 4.0
     assert samples[("iac_flow_duration_seconds", ())] == 6.5
     assert samples[("iac_flow_last_success_timestamp_seconds", ())] == 2_000.0
+    names = {name for name, _ in samples}
+    # The accuracy-floor rule is gone (issue 12): its gauges must not come back.
+    assert not names & {"iac_accuracy_floor", "iac_champion_validation_accuracy"}
 
 
-def test_no_champion_yet_pushes_no_accuracy_or_version() -> None:
+def test_no_champion_yet_pushes_no_accuracy_p_value_or_version() -> None:
     registry = CollectorRegistry()
-    flow_metrics.drift_metrics(
-        {**SUMMARY, "champion_accuracy": None, "validation_accuracy": None}, registry
-    )
+    nothing = dict.fromkeys(("champion_accuracy", "reference_accuracy", "concept_drift_p_value"))
+    flow_metrics.drift_metrics({**SUMMARY, **nothing}, registry)
     flow_metrics.champion_metrics(registry, None)
     names = {name for name, _ in _samples(registry)}
-    assert not names & {"iac_champion_accuracy", "iac_champion_version"}
+    assert not names & {
+        "iac_champion_accuracy",
+        "iac_champion_reference_accuracy",
+        "iac_concept_drift_p_value",
+        "iac_champion_version",
+    }
+    assert "iac_concept_drift_detected" in names
+
+
+def test_a_retrain_without_challenger_has_an_empty_window_label() -> None:
+    registry = CollectorRegistry()
+    rejected = {"promoted": False, "version": None, "challenger_accuracy": None, "window": None}
+    flow_metrics.retrain_metrics({**rejected, "trigger": "drift"}, registry, now=5.0)
+    samples = _samples(registry)
+    labels = (("outcome", "rejected"), ("trigger", "drift"), ("window", ""))
+    assert samples[("iac_retrain_timestamp_seconds", labels)] == 5.0
+    assert samples[("iac_retrain_promoted", ())] == 0.0
+    assert "iac_challenger_accuracy" not in {name for name, _ in samples}
 
 
 @pytest.fixture(scope="module")

@@ -1,92 +1,97 @@
-"""The retraining policy."""
+"""The retraining policy: every branch, its order, and its reason word for word."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from ia_continu.policy import RetrainDecision, decide_retrain
 
+STABLE = {"has_champion": True, "concept_drift": False, "data_drift": False}
+CONCEPT = "concept drift: error 0.301 on 336 rows vs reference 0.201 on 1344 rows (p=3.1e-07)"
+BROKEN = "champion version 3 cannot be loaded (BadZipFile)"
+
 
 @pytest.mark.parametrize(
-    ("kwargs", "retrain", "reason"),
+    ("kwargs", "expected"),
     [
+        ({**STABLE, "force": True}, RetrainDecision(True, "manual retrain requested")),
+        ({**STABLE, "has_champion": False}, RetrainDecision(True, "no champion yet")),
         (
-            {"has_champion": True, "concept_drift": False, "data_drift": False, "force": True},
-            True,
-            "manual retrain requested",
+            {**STABLE, "champion_problem": BROKEN},
+            RetrainDecision(True, f"{BROKEN}: retrain to replace it"),
         ),
         (
-            {"has_champion": False, "concept_drift": False, "data_drift": False},
-            True,
-            "no champion yet",
+            {**STABLE, "concept_drift": True, "concept_reason": CONCEPT},
+            RetrainDecision(True, CONCEPT),
         ),
         (
-            {"has_champion": True, "concept_drift": True, "data_drift": False},
-            True,
-            "performance drift",
+            {**STABLE, "concept_drift": True},
+            RetrainDecision(True, "concept drift: champion error rate rose"),
         ),
         (
-            {
-                "has_champion": True,
-                "concept_drift": False,
-                "data_drift": False,
-                "champion_problem": "champion version 3 cannot be loaded (BadZipFile)",
-            },
-            True,
-            "champion version 3 cannot be loaded (BadZipFile): retrain to replace it",
+            {**STABLE, "concept_drift": True, "concept_reason": ""},
+            RetrainDecision(True, "concept drift: champion error rate rose"),
         ),
         (
-            {"has_champion": True, "concept_drift": True, "data_drift": True},
-            True,
-            "performance drift",
+            {**STABLE, "data_drift": True, "retrain_on_data_drift": True},
+            RetrainDecision(True, "data drift and IAC_RETRAIN_ON_DATA_DRIFT=true"),
         ),
         (
-            {
-                "has_champion": True,
-                "concept_drift": False,
-                "data_drift": True,
-                "retrain_on_data_drift": True,
-            },
-            True,
-            "IAC_RETRAIN_ON_DATA_DRIFT",
+            {**STABLE, "data_drift": True},
+            RetrainDecision(False, "data drift without performance loss: warn only"),
         ),
-        (
-            {"has_champion": True, "concept_drift": False, "data_drift": True},
-            False,
-            "warn only",
-        ),
-        (
-            {
-                "has_champion": True,
-                "concept_drift": False,
-                "data_drift": False,
-                "retrain_on_data_drift": True,
-            },
-            False,
-            "no drift",
-        ),
-        (
-            {"has_champion": True, "concept_drift": False, "data_drift": False},
-            False,
-            "no drift",
-        ),
+        ({**STABLE, "retrain_on_data_drift": True}, RetrainDecision(False, "no drift")),
+        (STABLE, RetrainDecision(False, "no drift")),
+        ({**STABLE, "concept_reason": CONCEPT}, RetrainDecision(False, "no drift")),
+        ({**STABLE, "champion_problem": ""}, RetrainDecision(False, "no drift")),
     ],
 )
-def test_decide_retrain_branches(kwargs: dict[str, bool], retrain: bool, reason: str) -> None:
-    decision = decide_retrain(**kwargs)
-    assert isinstance(decision, RetrainDecision)
-    assert decision.retrain is retrain
-    assert reason in decision.reason
+def test_every_branch_and_its_reason(kwargs: dict[str, Any], expected: RetrainDecision) -> None:
+    assert decide_retrain(**kwargs) == expected
 
 
 def test_force_wins_over_everything() -> None:
-    decision = decide_retrain(has_champion=False, concept_drift=True, data_drift=True, force=True)
+    decision = decide_retrain(
+        has_champion=False,
+        concept_drift=True,
+        data_drift=True,
+        concept_reason=CONCEPT,
+        retrain_on_data_drift=True,
+        force=True,
+        champion_problem=BROKEN,
+    )
     assert decision == RetrainDecision(True, "manual retrain requested")
 
 
-def test_no_champion_wins_over_drift_flags() -> None:
-    decision = decide_retrain(has_champion=False, concept_drift=True, data_drift=True)
-    assert decision.reason == "no champion yet"
+def test_no_champion_wins_over_a_champion_problem_and_drift() -> None:
+    decision = decide_retrain(
+        has_champion=False, concept_drift=True, data_drift=True, champion_problem=BROKEN
+    )
+    assert decision == RetrainDecision(True, "no champion yet")
+
+
+def test_a_champion_problem_wins_over_drift() -> None:
+    decision = decide_retrain(
+        has_champion=True,
+        concept_drift=True,
+        data_drift=True,
+        concept_reason=CONCEPT,
+        champion_problem=BROKEN,
+    )
+    assert decision == RetrainDecision(True, f"{BROKEN}: retrain to replace it")
+
+
+def test_concept_drift_wins_over_data_drift() -> None:
+    decision = decide_retrain(
+        has_champion=True,
+        concept_drift=True,
+        data_drift=True,
+        concept_reason=CONCEPT,
+        retrain_on_data_drift=True,
+    )
+    assert decision == RetrainDecision(True, CONCEPT)
 
 
 def test_arguments_are_keyword_only() -> None:

@@ -190,9 +190,16 @@ def test_concept_drift_scenario(settings: Settings) -> None:
     assert flipped.position == 4
     performance = flipped.report["performance"]
     assert performance["drift"] is True
-    assert performance["accuracy"] < settings.accuracy_floor
+    assert performance["p_value"] < settings.concept_drift_alpha
+    assert performance["accuracy"] < performance["reference_accuracy"] - 0.2
+    # The reference pooled the champion's validation rows with its first batches served.
+    assert performance["reference_n"] > 200
+    assert performance["reference_batch_ids"] == [b.batch_id for b in stable][
+        : settings.concept_drift_reference_batches
+    ]
+    assert performance["change_batch_id"] == flipped.batch_id
     assert flipped.report["decision"]["retrain"] is True
-    assert "performance drift" in flipped.report["decision"]["reason"]
+    assert flipped.report["decision"]["reason"].startswith("concept drift: error ")
     assert repository.get_drift_report(engine, flipped.report_id)["concept_drift"] is True
     # Inputs did not move (concept drift only): no data drift expected.
     assert flipped.report["data_drift"]["drift"] is False

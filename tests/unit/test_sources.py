@@ -400,3 +400,117 @@ def test_min_batch_rows_above_the_batch_size_is_rejected(monkeypatch: pytest.Mon
 def test_time_column_equal_to_target_is_rejected() -> None:
     with pytest.raises(ValidationError, match="IAC_REPLAY_TIME_COLUMN"):
         Settings(replay_time_column="class", replay_target="class")
+
+
+# --------------------------------------------------------------------------------------
+# Streams as they come: no time column, labels as written, dates, mistakes named
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_empty_time_column_env_means_file_order(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    path = _write_csv(tmp_path)
+    for key, setting in {
+        "IAC_REPLAY_PATH": str(path),
+        "IAC_REPLAY_TARGET": "label",
+        "IAC_REPLAY_TIME_COLUMN": value,
+        "IAC_REPLAY_CATEGORICAL_COLUMNS": "",
+        "IAC_BATCH_SIZE": "10",
+        "IAC_MIN_BATCH_ROWS": "1",
+    }.items():
+        monkeypatch.setenv(key, setting)
+    settings = Settings()
+    assert settings.replay_time_column is None
+    source = build_source(settings)
+    assert isinstance(source, ReplaySource) and source.time_column is None
+    # "t" is an ordinary feature now, and the rows come in file order.
+    assert source.schema.features == ("t", "colour", "x")
+    assert list(source.batch(0)["t"]) == [5, 2, 0, 6, 2, 1, 3]
+
+
+def test_unset_time_column_env_keeps_the_elec2_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().replay_time_column == "date"
+    monkeypatch.setenv("IAC_REPLAY_TIME_COLUMN", "when")
+    assert Settings().replay_time_column == "when"
+
+
+def test_positive_label_is_gone_and_an_old_variable_is_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert "replay_positive_label" not in Settings.model_fields
+    monkeypatch.setenv("IAC_REPLAY_POSITIVE_LABEL", "UP")
+    assert not hasattr(Settings(), "replay_positive_label")
+
+
+def test_labels_and_categories_are_read_as_written_even_beside_gaps(tmp_path: Path) -> None:
+    """pandas reads an integer column with a gap as floats (``1.0``); labels must stay ``1``."""
+    path = tmp_path / "gaps.csv"
+    path.write_text("colour,x,label\n1,0.5,1\n,1.5,0\n2,2.5,\n3,3.5,1\n")
+    source = _replay(path, time_column=None, batch_size=10, classes=("0", "1"))
+    frame = source.batch(0)
+    assert list(frame["label"])[:2] == ["1", "0"] and pd.isna(frame["label"].iloc[2])
+    assert frame["colour"].iloc[0] == "1" and pd.isna(frame["colour"].iloc[1])
+
+
+def test_time_column_of_dates_is_sorted_as_dates_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "dates.csv"
+    path.write_text("when,x,label\n10/1/2020,3,a\n9/1/2020,2,b\n1/15/2021,4,a\n8/30/2020,1,b\n")
+    source = _replay(path, time_column="when", categorical=(), batch_size=10)
+    assert list(source.batch(0)["x"]) == [1.0, 2.0, 3.0, 4.0]
+    # Data rows are counted in the file, not in time order (header not counted).
+    assert [source.data_row(0, r) for r in range(4)] == [4, 2, 1, 3]
+
+
+def test_time_column_neither_numbers_nor_dates_names_the_setting_and_row(tmp_path: Path) -> None:
+    path = tmp_path / "when.csv"
+    path.write_text("when,x,label\n2020-01-01,1,a\nsoon,2,b\n")
+    with pytest.raises(SourceConfigError, match=r"IAC_REPLAY_TIME_COLUMN: .*data row 2.*empty"):
+        _replay(path, time_column="when", categorical=())
+
+
+def test_data_row_and_n_rows(tmp_path: Path) -> None:
+    source = _replay(_write_csv(tmp_path))  # sorted by t: file rows 3, 6, 2 | 5, 7, 1 | 4
+    assert source.n_rows == 7
+    assert [source.data_row(0, r) for r in range(3)] == [3, 6, 2]
+    assert source.data_row(2, 0) == 4
+    assert source.data_row(3, 0) == 3  # a looped position maps to the same file row
+    with pytest.raises(IndexError):
+        source.data_row(2, 1)  # the last batch has one row
+
+
+def test_categorical_column_that_is_the_target_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SourceConfigError, match="IAC_REPLAY_CATEGORICAL_COLUMNS: 'label'"):
+        _replay(_write_csv(tmp_path), categorical=("colour", "label"))
+
+
+def test_zero_byte_file_names_the_path_setting(tmp_path: Path) -> None:
+    path = tmp_path / "zero.csv"
+    path.write_bytes(b"")
+    with pytest.raises(SourceConfigError, match=r"IAC_REPLAY_PATH: .*empty"):
+        _replay(path)
+
+
+def test_binary_file_names_the_path_setting(tmp_path: Path) -> None:
+    path = tmp_path / "image.csv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x01" * 8)
+    with pytest.raises(SourceConfigError, match="IAC_REPLAY_PATH"):
+        _replay(path)
+
+
+def test_missing_column_message_helps(tmp_path: Path) -> None:
+    path = _write_csv(tmp_path)
+    with pytest.raises(SourceConfigError, match=r"did you mean 'label'\?"):
+        _replay(path, target="Label")
+    with pytest.raises(SourceConfigError, match=r"IAC_REPLAY_TIME_COLUMN= \(empty\)"):
+        _replay(path, time_column="date")
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_text("x;label\n1;a\n")
+    with pytest.raises(SourceConfigError, match="not look comma-separated"):
+        _replay(semicolons, time_column=None, categorical=())
+    wide = tmp_path / "wide.csv"
+    pd.DataFrame({f"f{i}": [1.0] for i in range(30)} | {"label": ["a"]}).to_csv(wide, index=False)
+    with pytest.raises(SourceConfigError, match=r"'f19', \.\.\. \(31 columns\)\]") as info:
+        _replay(wide, target="y", time_column=None, categorical=())
+    assert "f20" not in str(info.value)

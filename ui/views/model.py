@@ -1,6 +1,6 @@
 """Model page: champion and previous with their metrics, rollback with confirmation, and
-the loop over time: accuracy per batch with retrains and promotions, drift per feature,
-batches ingested."""
+the loop over time: accuracy per batch against the champion's reference accuracy, with
+retrains and promotions, drift per feature, batches ingested."""
 
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ for column, info in zip(columns, found, strict=False):
             if registered
             else f"run `{info.run_id}`"
         )
+        if info.describe():
+            st.caption(info.describe())
         metrics = {k: round(v, 4) for k, v in sorted(info.metrics.items())}
         st.dataframe(pd.Series(metrics, name="value"), use_container_width=True)
 
@@ -93,8 +95,19 @@ else:
         x=alt.X("batch_id:Q", title="batch", axis=alt.Axis(format="d", tickMinStep=1))
     )
     line = base.mark_line(point=True).encode(
-        y=alt.Y("accuracy:Q", title="champion accuracy", scale=alt.Scale(zero=False)),
-        tooltip=["batch_id", "champion_version", "accuracy", "reason"],
+        y=alt.Y("accuracy:Q", title="accuracy", scale=alt.Scale(zero=False)),
+        tooltip=[
+            "batch_id",
+            "champion_version",
+            "accuracy",
+            "reference_accuracy",
+            "p_value",
+            "reason",
+        ],
+    )
+    reference = base.mark_line(color="gray", strokeDash=[2, 2]).encode(
+        y=alt.Y("reference_accuracy:Q", title="accuracy"),
+        tooltip=["batch_id", "champion_version", "reference_accuracy"],
     )
     retrains = (
         base.transform_filter("datum.retrain")
@@ -106,8 +119,10 @@ else:
         .mark_rule(color="green", size=2)
         .encode(tooltip=["batch_id", "champion_version"])
     )
-    st.altair_chart(line + retrains + promotions, use_container_width=True)
+    st.altair_chart(line + reference + retrains + promotions, use_container_width=True)
     st.caption(
+        "Grey dotted line: the champion's reference accuracy (its validation rows pooled with its "
+        "first batches in service), which the concept-drift test compares each batch with. "
         "Orange dashes: retrain decided; green: first batch served by a newly promoted champion."
     )
 
