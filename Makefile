@@ -93,8 +93,8 @@ mutation: install ## Mutation testing (mutmut): pile-up guard, retries, concept 
 	$(VENV)/bin/mutmut run
 	$(VENV)/bin/mutmut results
 
-bench: install ## Benchmarks: prequential Elec2, cycle wall time, drift vs Evidently, API vs MLflow serving
-	$(PY) -m bench.prequential
+bench: install ## Benchmarks: drift policy on 10 streams, cycle wall time, drift vs Evidently, API vs MLflow serving
+	$(PY) -m bench.streams
 	$(PY) -m bench.cycle_wall_time
 	$(PY) -m bench.drift_speed
 	infra/scripts/ensure-debian-package.sh wrk wrk --required

@@ -75,6 +75,7 @@ def window_at(
         champion=champion.ref if champion else None,
         champion_model=champion.model if champion else None,
         change_batch_id=change_batch_id,
+        min_holdout_rows=settings.min_batch_rows,
     )
 
 

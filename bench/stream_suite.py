@@ -399,7 +399,7 @@ SUITE: dict[str, StreamSpec] = {
     ),
 }
 
-QUICK = "agrawal_abrupt"
+QUICK = "sea_abrupt"
 QUICK_MAX_BATCHES = 30  # the first drift (batch 20) and ten batches after it
 
 

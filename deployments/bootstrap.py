@@ -48,7 +48,7 @@ import httpx
 from loguru import logger
 
 from flows.guards import crash, is_stale, stale_bound, stale_message
-from ia_continu.cli import settings_or_exit
+from ia_continu.cli import settings_or_exit, stream_or_exit
 from ia_continu.settings import Settings, get_settings
 from ia_continu.storage.schema import get_engine
 
@@ -498,6 +498,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.pool, args.pool_type, api_url, settings, healthcheck=args.with_healthcheck
             )
         )
+    stream_or_exit(settings)  # a stream the loop cannot use fails here, not every 30 s later
     wait_for(f"{api_url}/health", "Prefect server")
     if settings.mlflow_tracking_uri.startswith("http"):
         wait_for(f"{settings.mlflow_tracking_uri.rstrip('/')}/health", "MLflow server")

@@ -155,7 +155,7 @@ def continuous_training(force_retrain: bool = False) -> Any:
     drift = None if batch.get("quarantined") else detect_drift(force_retrain=force_retrain)
     result = None
     if drift is not None and drift["retrain"]:
-        trigger = (
+        trigger = drift.get("trigger") or (
             "manual"
             if force_retrain
             else ("bootstrap" if drift["champion_version"] is None else "drift")

@@ -35,6 +35,7 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
             for item in data.get("features", [])
         ],
         "retrain": report["decision"]["retrain"],
+        "trigger": report["decision"].get("trigger"),
         "reason": report["decision"]["reason"],
     }
 

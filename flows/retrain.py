@@ -23,8 +23,8 @@ def retrain(trigger: str = "manual", drift_report_id: str | None = None) -> Any:
     One retrain at a time across all workers (global concurrency limit); a run that
     cannot get the slot within 20 s ends as ``Skipped``.
     """
-    if trigger not in ("drift", "manual", "bootstrap"):
-        raise ValueError(f"trigger must be drift, manual or bootstrap, got {trigger!r}")
+    if trigger not in ("drift", "manual", "bootstrap", "schedule"):
+        raise ValueError(f"trigger must be drift, manual, bootstrap or schedule, got {trigger!r}")
     checked: Trigger = trigger  # type: ignore[assignment]
     logger = get_run_logger()
     try:

@@ -74,8 +74,38 @@ class BatchScore:
     drift: bool
 
 
-def proportions_test(current: ErrorCount, reference: ErrorCount) -> tuple[float, float]:
+def dispersion(groups: Sequence[ErrorCount]) -> float:
+    """Overdispersion of error counts across batches: Pearson chi-square / (groups - 1).
+
+    Rows of a batch are not independent in real streams (errors come in runs: a week of
+    Elec2, a season of weather), so batch error rates vary more than the binomial allows
+    and a test that assumes independent rows raises false alarms. The quasi-binomial
+    dispersion factor (Wedderburn 1974, "Quasi-likelihood functions, generalized linear
+    models, and the Gauss-Newton method", Biometrika 61(3); McCullagh & Nelder 1989,
+    "Generalized linear models", sec. 4.5) measures by how much; the test statistic is
+    divided by its square root.
+
+    Returns:
+        The factor, at least 1.0 (1.0 with fewer than two non-empty groups or a pooled
+        rate of 0 or 1).
+    """
+    used = [g for g in groups if g.n > 0]
+    if len(used) < 2:
+        return 1.0
+    pooled = sum(g.errors for g in used) / sum(g.n for g in used)
+    if pooled <= 0.0 or pooled >= 1.0:
+        return 1.0
+    chi2 = sum((g.errors - g.n * pooled) ** 2 / (g.n * pooled * (1 - pooled)) for g in used)
+    return max(1.0, chi2 / (len(used) - 1))
+
+
+def proportions_test(
+    current: ErrorCount, reference: ErrorCount, dispersion: float = 1.0
+) -> tuple[float, float]:
     """One-sided STEPD test that ``current``'s error rate exceeds ``reference``'s.
+
+    ``dispersion`` (>= 1, see :func:`dispersion`) widens the variance: the statistic is
+    divided by ``sqrt(dispersion)``.
 
     Returns:
         ``(z, p_value)``; ``(0.0, 1.0)`` when either count has no row or the pooled error
@@ -87,13 +117,15 @@ def proportions_test(current: ErrorCount, reference: ErrorCount) -> tuple[float,
     if pooled <= 0.0 or pooled >= 1.0:
         return 0.0, 1.0
     inverse = 1 / current.n + 1 / reference.n
-    z = (current.rate - reference.rate - 0.5 * inverse) / math.sqrt(pooled * (1 - pooled) * inverse)
+    z = (current.rate - reference.rate - 0.5 * inverse) / math.sqrt(
+        pooled * (1 - pooled) * inverse * dispersion
+    )
     return z, float(stats.norm.sf(z))
 
 
 def reference_count(
     validation: ErrorCount | None, service: Sequence[BatchScore], batches: int
-) -> tuple[ErrorCount, list[int]]:
+) -> tuple[ErrorCount, list[int], list[ErrorCount]]:
     """The champion's reference errors: validation rows plus its first batches in service.
 
     The first ``batches`` batches the champion served without a concept-drift flag are
@@ -101,21 +133,27 @@ def reference_count(
     grows to several batches as the champion serves (``service`` in stream order).
 
     Returns:
-        ``(pooled count, batch ids pooled)``.
+        ``(pooled count, batch ids pooled, the pooled groups)``: the groups are the
+        validation count and each pooled batch's, for :func:`dispersion`.
     """
     pooled = validation or ErrorCount(0, 0)
+    groups = [validation] if validation is not None else []
     used: list[int] = []
     for score in service:
         if len(used) >= batches:
             break
         if not score.drift:
             pooled = pooled + score.count
+            groups.append(score.count)
             used.append(score.batch_id)
-    return pooled, used
+    return pooled, used, groups
 
 
 def change_point(
-    reference: ErrorCount, after: Sequence[tuple[int, ErrorCount]], current_batch_id: int
+    reference: ErrorCount,
+    after: Sequence[tuple[int, ErrorCount]],
+    current_batch_id: int,
+    dispersion: float = 1.0,
 ) -> int:
     """First batch of the new concept: the start whose errors to now differ most.
 
@@ -133,7 +171,7 @@ def change_point(
     tail = ErrorCount(0, 0)
     for batch_id, count in reversed(after):
         tail = tail + count
-        z, _ = proportions_test(tail, reference)
+        z, _ = proportions_test(tail, reference, dispersion)
         if z > best_z:
             best, best_z = batch_id, z
     return best
@@ -151,8 +189,9 @@ class ConceptDrift:
         reference_n: rows in the reference (validation + pooled service batches).
         reference_errors: errors on them.
         reference_batch_ids: service batches pooled into the reference.
-        statistic: STEPD z statistic.
+        statistic: STEPD z statistic (divided by ``sqrt(dispersion)``).
         p_value: one-sided p-value.
+        dispersion: quasi-binomial dispersion of the reference batches (>= 1).
         alpha: test level.
         min_effect: smallest error-rate increase that counts (absolute, 0..1).
         drift: the verdict.
@@ -169,6 +208,7 @@ class ConceptDrift:
     reference_batch_ids: list[int]
     statistic: float
     p_value: float
+    dispersion: float
     alpha: float
     min_effect: float
     drift: bool
@@ -212,7 +252,8 @@ def detect_concept_drift(
     if reference_batches < 0:
         raise ValueError(f"reference_batches must be >= 0, got {reference_batches}")
     earlier = [s for s in service if s.batch_id != current_batch_id]
-    reference, used = reference_count(validation, earlier, reference_batches)
+    reference, used, groups = reference_count(validation, earlier, reference_batches)
+    phi = dispersion(groups)
     accuracy = 1 - current.rate if current.n else math.nan
 
     def verdict(drift: bool, z: float, p: float, change: int | None, reason: str) -> ConceptDrift:
@@ -226,6 +267,7 @@ def detect_concept_drift(
             reference_batch_ids=used,
             statistic=z,
             p_value=p,
+            dispersion=phi,
             alpha=alpha,
             min_effect=min_effect,
             drift=drift,
@@ -237,17 +279,17 @@ def detect_concept_drift(
         return verdict(False, 0.0, 1.0, None, "no reference error rate for this champion yet")
     if current.n == 0:
         return verdict(False, 0.0, 1.0, None, "no labelled row in the newest batch")
-    z, p = proportions_test(current, reference)
+    z, p = proportions_test(current, reference, phi)
     increase = current.rate - reference.rate
     described = (
         f"error {current.rate:.3f} on {current.n} rows vs reference {reference.rate:.3f} "
-        f"on {reference.n} rows (p={p:.2g})"
+        f"on {reference.n} rows (p={p:.2g}{'' if phi == 1.0 else f', dispersion {phi:.2f}'})"
     )
     if p < alpha and increase >= min_effect:
         last_reference = max(used, default=-math.inf)
         after = [(s.batch_id, s.count) for s in earlier if s.batch_id > last_reference]
         tail = [*after, (current_batch_id, current)]
-        change = change_point(reference, tail, current_batch_id)  # pragma: no mutate
+        change = change_point(reference, tail, current_batch_id, phi)  # pragma: no mutate
         return verdict(True, z, p, change, f"concept drift: {described}")
     why = f"p >= {alpha:g}" if p >= alpha else f"increase {increase:+.3f} < {min_effect:g}"
     return verdict(False, z, p, None, f"no concept drift: {described}; {why}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -36,7 +36,7 @@ from ia_continu.training import (
 )
 from ia_continu.windows import WindowChoice, choose_window
 
-Trigger = Literal["drift", "manual", "bootstrap"]
+Trigger = Literal["drift", "manual", "bootstrap", "schedule"]
 
 
 def registry_client(settings: Settings) -> MlflowClient:
@@ -181,14 +181,6 @@ def validation_count(champion: registry.ModelRef) -> ErrorCount | None:
     return ErrorCount(champion.validation_rows, errors)
 
 
-def champion_age(inputs: DriftInputs) -> int | None:
-    """Cycles the champion has served, this one included (its service record + 1)."""
-    if inputs.champion is None:
-        return None
-    current = inputs.current_batch_ids[-1]
-    return 1 + sum(1 for score in inputs.service if score.batch_id != current)
-
-
 def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False) -> dict[str, Any]:
     """Data drift, performance drift and the retrain decision, as a JSON-ready report (pure).
 
@@ -228,7 +220,6 @@ def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False)
         champion_problem=inputs.champion_problem,
         cycles_since_retrain=inputs.cycles_since_retrain,
         challenge_every=settings.challenge_every_cycles,
-        champion_age=champion_age(inputs),
     )
     previous = inputs.previous_report
     champion_version = inputs.champion.version if inputs.champion else None
@@ -250,7 +241,11 @@ def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False)
         "champion_problem": inputs.champion_problem,
         "data_drift": data.to_dict() if data else None,
         "performance": performance.to_dict() if performance else None,
-        "decision": {"retrain": decision.retrain, "reason": decision.reason},
+        "decision": {
+            "retrain": decision.retrain,
+            "reason": decision.reason,
+            "trigger": decision.trigger,
+        },
     }
 
 
@@ -322,6 +317,7 @@ class TrainingWindow:
             batch, its last quarter is: the bootstrap case).
         change_batch_id: first batch of the new concept estimated by the drift report
             that triggered the retrain, or None.
+        min_holdout_rows: fewest held-out rows of a split within the newest batch.
     """
 
     source: str
@@ -331,13 +327,21 @@ class TrainingWindow:
     champion: registry.ModelRef | None
     champion_model: Any | None
     change_batch_id: int | None = None
+    min_holdout_rows: int = 30
 
     @property
     def within_newest(self) -> bool:
         """Train and hold out within the newest batch: a single batch (the bootstrap), or a
-        concept drift first seen in the newest batch (no post-change batch before it)."""
-        return len(self.batch_ids) < 2 or (
-            self.change_batch_id is not None and self.change_batch_id >= self.batch_ids[-1]
+        concept drift first seen in the newest batch (no post-change batch before it) whose
+        last quarter holds at least ``min_holdout_rows`` rows (``IAC_MIN_BATCH_ROWS``: the
+        fewest rows the loop judges a model on)."""
+        if len(self.batch_ids) < 2:
+            return True
+        newest = self.frame[self.frame["batch_id"] == self.batch_ids[-1]]
+        return (
+            self.change_batch_id is not None
+            and self.change_batch_id >= self.batch_ids[-1]
+            and len(newest) - int(len(newest) * 0.75) >= self.min_holdout_rows
         )
 
     def split(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -395,6 +399,7 @@ def load_training_window(settings: Settings, drift_report_id: str | None = None)
         champion=champion,
         champion_model=model,
         change_batch_id=change,
+        min_holdout_rows=settings.min_batch_rows,
     )
 
 
@@ -464,17 +469,46 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
         return models[key]
 
     try:
-        if within:
-            first = len(window.batch_ids) < 2
+        if len(window.batch_ids) < 2:
             choice = WindowChoice(
-                "bootstrap" if first else "since_change",
+                "bootstrap",
                 (newest,),
                 (newest,),
                 newest,
-                ("a single batch" if first else f"concept drift first seen in batch {newest}")
-                + ": trained on its first 3/4, its last 1/4 held out",
+                "a single batch: trained on its first 3/4, its last 1/4 held out",
             )
             gated = train(train_rows, schema, settings.estimator, settings.estimator_params)
+        elif within:
+            # The held-out rows are the newest batch's last quarter, labelled with an id no
+            # stored batch has (one past the newest), so the candidate windows (the newest
+            # batch's first 3/4, alone or after older batches) are scored on the same rows.
+            held_id = newest + 1
+            framed = pd.concat(
+                [
+                    window.frame[window.frame["batch_id"] != newest],
+                    train_rows,
+                    holdout.assign(batch_id=held_id),
+                ],
+                ignore_index=True,
+            )
+            picked = choose_window(
+                framed,
+                [*window.batch_ids, held_id],
+                settings.training_window_batches,
+                lambda rows, held: accuracy(fit(rows), held, schema),
+                change_batch_id=newest,
+                min_change_rows=settings.training_min_change_rows,
+                one_se=settings.training_window_one_se,
+            )
+            gated = fit(_rows(framed, picked.batch_ids))
+            # Refit on the chosen batches with the whole newest batch (held-out rows too).
+            choice = replace(
+                picked,
+                refit_batch_ids=picked.batch_ids,
+                holdout_batch_id=newest,
+                reason=f"concept drift first seen in batch {newest}: its first 3/4 trains, "
+                f"its last 1/4 is held out; {picked.reason}",
+            )
         else:
             choice = choose_window(
                 window.frame,
@@ -505,8 +539,12 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
         min_lift_over_baseline=settings.promotion_min_lift_over_baseline,
     )
     model, trained_ids, trained = gated, choice.batch_ids, train_rows
-    if not within:
-        trained = _rows(window.frame, choice.batch_ids)
+    if len(window.batch_ids) >= 2:
+        trained = (
+            pd.concat([_rows(window.frame, choice.batch_ids[:-1]), train_rows])
+            if within
+            else _rows(window.frame, choice.batch_ids)
+        )
     refit = False
     if (
         decision.promote

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RetrainDecision:
-    """Whether to retrain, and why (one sentence)."""
+    """Whether to retrain, why (one sentence), and the trigger recorded on the challenger
+    (``bootstrap``, ``manual``, ``drift`` or ``schedule``; None without a retrain)."""
 
     retrain: bool
     reason: str
+    trigger: str | None = None
 
 
 def decide_retrain(
@@ -24,7 +26,6 @@ def decide_retrain(
     champion_problem: str | None = None,
     cycles_since_retrain: int | None = None,
     challenge_every: int = 0,
-    champion_age: int | None = None,
 ) -> RetrainDecision:
     """Retrain when forced, when no champion exists, or on concept drift.
 
@@ -38,9 +39,7 @@ def decide_retrain(
 
     **Scheduled challenge**: with ``challenge_every`` > 0, a challenger is also trained when
     ``cycles_since_retrain`` (cycles since the last retrain attempt, any trigger) reaches
-    it, and while the champion is young, when its ``champion_age`` (cycles served, this one
-    included) is a power of two below ``challenge_every`` (1, 2, 4, …): after a change the
-    champion was trained on few rows, and the rows arriving since can double its window. A slow (gradual) drift raises the error too little per batch for the detector to
+    it. A slow (gradual) drift raises the error too little per batch for the detector to
     call it soon, and a champion trained on few rows gains from the rows that arrived since;
     the promotion gate still keeps the champion unless the challenger is significantly
     better. Retraining on a schedule and on performance decay are the two triggers of
@@ -48,28 +47,24 @@ def decide_retrain(
     learning" (Architecture Center, level 1, "pipeline triggers").
     """
     if force:
-        return RetrainDecision(True, "manual retrain requested")
+        return RetrainDecision(True, "manual retrain requested", "manual")
     if not has_champion:
-        return RetrainDecision(True, "no champion yet")
+        return RetrainDecision(True, "no champion yet", "bootstrap")
     if champion_problem:
-        return RetrainDecision(True, f"{champion_problem}: retrain to replace it")
+        return RetrainDecision(True, f"{champion_problem}: retrain to replace it", "drift")
     if concept_drift:
-        return RetrainDecision(True, concept_reason or "concept drift: champion error rate rose")
+        return RetrainDecision(
+            True, concept_reason or "concept drift: champion error rate rose", "drift"
+        )
     if data_drift and retrain_on_data_drift:
-        return RetrainDecision(True, "data drift and IAC_RETRAIN_ON_DATA_DRIFT=true")
+        return RetrainDecision(True, "data drift and IAC_RETRAIN_ON_DATA_DRIFT=true", "drift")
     if challenge_every > 0:
         if cycles_since_retrain is not None and cycles_since_retrain >= challenge_every:
             return RetrainDecision(
                 True,
                 f"scheduled challenge: {cycles_since_retrain} cycles since the last retrain "
                 f"(IAC_CHALLENGE_EVERY_CYCLES={challenge_every})",
-            )
-        young = champion_age is not None and 0 < champion_age < challenge_every
-        if young and champion_age is not None and champion_age & (champion_age - 1) == 0:
-            return RetrainDecision(
-                True,
-                f"scheduled challenge: the champion has served {champion_age} cycle(s), "
-                "its window can double",
+                "schedule",
             )
     if data_drift:
         return RetrainDecision(False, "data drift without performance loss: warn only")

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     )
 
     # --- drift detection -------------------------------------------------------------
-    drift_alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise level across features.")
+    drift_alpha: float = Field(0.01, gt=0, lt=1, description="Family-wise level across features.")
     drift_min_wasserstein: float = Field(
         0.05, ge=0, description="Min Wasserstein distance, in reference std units (numeric)."
     )
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     )
     retrain_on_data_drift: bool = False
     challenge_every_cycles: int = Field(
-        4,
+        6,
         ge=0,
         description="Also train a challenger when this many cycles passed since the last "
         "retrain (the gate still decides); 0: only on drift.",

@@ -1,7 +1,9 @@
-"""Concept drift (STEPD): the test statistic, reference pooling, change point, the verdict.
+"""Concept drift (STEPD): the test statistic, the dispersion factor, reference pooling,
+change point, the verdict.
 
 The detector's statistical contract is checked across seeds on simulated error streams:
-false-alarm rate on a stable stream at the default level, power on a shifted one.
+false-alarm rate on a stable stream at the default level, power on a shifted one, and
+fewer false alarms with the dispersion correction on an overdispersed stable stream.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from ia_continu.concept_drift import (
     BatchScore,
@@ -17,6 +20,7 @@ from ia_continu.concept_drift import (
     ErrorCount,
     change_point,
     detect_concept_drift,
+    dispersion,
     proportions_test,
     reference_count,
 )
@@ -62,6 +66,75 @@ def test_error_count_rejects_impossible_counts(n: int, errors: int) -> None:
     with pytest.raises(ValueError) as info:
         ErrorCount(n, errors)
     assert str(info.value) == f"need 0 <= errors <= n, got errors={errors}, n={n}"
+
+
+# --------------------------------------------------------------------------------------
+# The dispersion factor
+# --------------------------------------------------------------------------------------
+
+
+def test_dispersion_on_cases_worked_by_hand() -> None:
+    # 10/100 and 30/100: pooled 0.2, expected 20 each, binomial variance 100*0.2*0.8 = 16,
+    # chi-square = 10^2/16 + 10^2/16 = 12.5 on 1 degree of freedom.
+    assert dispersion([ErrorCount(100, 10), ErrorCount(100, 30)]) == pytest.approx(12.5)
+    # 10/100, 50/200, 20/100: pooled 80/400 = 0.2, expected 20, 40, 20, variances 16, 32,
+    # 16, chi-square = 100/16 + 100/32 + 0 = 9.375 on 2 degrees of freedom: 4.6875.
+    three = [ErrorCount(100, 10), ErrorCount(200, 50), ErrorCount(100, 20)]
+    assert dispersion(three) == pytest.approx(4.6875)
+    # Two one-row groups, one error between them: pooled 1/2, chi-square 1 + 1 = 2.
+    assert dispersion([ErrorCount(1, 1), ErrorCount(1, 0)]) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        [ErrorCount(336, 67), ErrorCount(336, 40), ErrorCount(336, 100), ErrorCount(336, 67)],
+        [ErrorCount(84, 9), ErrorCount(336, 80), ErrorCount(200, 10)],
+        [ErrorCount(5, 4), ErrorCount(7, 1), ErrorCount(3, 2), ErrorCount(9, 0)],
+    ],
+)
+def test_dispersion_is_the_pearson_chi_square_of_the_contingency_table(
+    groups: list[ErrorCount],
+) -> None:
+    # Independent computation: Pearson's chi-square of the 2 x k table (errors, correct
+    # rows) by scipy, without Yates' correction, over its k - 1 degrees of freedom.
+    table = [[g.errors for g in groups], [g.n - g.errors for g in groups]]
+    chi2 = stats.chi2_contingency(table, correction=False).statistic
+    want = chi2 / (len(groups) - 1)
+    assert want > 1.0
+    assert dispersion(groups) == pytest.approx(want, rel=1e-12)
+
+
+def test_dispersion_is_floored_at_one() -> None:
+    # Identical rates: chi-square 0. Rates closer than the binomial allows: chi-square
+    # 2 * 0.5^2 / (100 * 0.205 * 0.795) = 0.031.
+    assert dispersion([ErrorCount(100, 20), ErrorCount(100, 20)]) == 1.0
+    assert dispersion([ErrorCount(100, 20), ErrorCount(100, 21)]) == 1.0
+    assert dispersion([ErrorCount(100, 20), ErrorCount(200, 40), ErrorCount(50, 10)]) == 1.0
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        [],
+        [ErrorCount(100, 30)],
+        [ErrorCount(100, 30), ErrorCount(0, 0)],  # one non-empty group
+        [ErrorCount(0, 0), ErrorCount(0, 0)],
+        [ErrorCount(100, 0), ErrorCount(50, 0)],  # pooled error rate 0
+        [ErrorCount(100, 100), ErrorCount(50, 50)],  # pooled error rate 1
+        [ErrorCount(1, 0), ErrorCount(1, 0)],
+        [ErrorCount(1, 1), ErrorCount(0, 0), ErrorCount(1, 1)],
+    ],
+)
+def test_dispersion_is_one_when_there_is_nothing_to_measure(groups: list[ErrorCount]) -> None:
+    assert dispersion(groups) == 1.0
+
+
+def test_dispersion_ignores_empty_groups() -> None:
+    # With the empty group counted the factor would be 12.5 / 2 (or divide by zero).
+    groups = [ErrorCount(100, 10), ErrorCount(0, 0), ErrorCount(100, 30)]
+    assert dispersion(groups) == pytest.approx(12.5)
+    assert dispersion([*groups, ErrorCount(0, 0)]) == pytest.approx(12.5)
 
 
 # --------------------------------------------------------------------------------------
@@ -113,6 +186,40 @@ def test_nothing_to_compare_gives_a_neutral_result(
     assert proportions_test(current, reference) == (0.0, 1.0)
 
 
+@pytest.mark.parametrize(
+    ("current", "reference"),
+    [
+        (ErrorCount(100, 30), ErrorCount(400, 80)),
+        (ErrorCount(100, 60), ErrorCount(200, 40)),
+        (ErrorCount(7, 1), ErrorCount(11, 6)),  # z < 0: halved towards 0, p still > 1/2
+    ],
+)
+def test_dispersion_four_halves_the_statistic(current: ErrorCount, reference: ErrorCount) -> None:
+    z, _ = proportions_test(current, reference)
+    assert proportions_test(current, reference, 1.0) == proportions_test(current, reference)
+    wide_z, wide_p = proportions_test(current, reference, 4.0)
+    assert wide_z == pytest.approx(z / 2, rel=1e-12)
+    assert wide_p == pytest.approx(0.5 * math.erfc(z / 2 / math.sqrt(2)), rel=1e-9)
+    assert isinstance(wide_p, float)
+
+
+def test_dispersion_widens_the_case_worked_by_hand() -> None:
+    # 60/100 vs 40/200: pooled 1/3, 1/n sum 0.015,
+    # z = (0.4 - 0.0075) / sqrt(2/9 * 0.015) = 0.3925 / 0.0577350 = 6.79830 (p = 5.3e-12);
+    # with dispersion 12.5: 6.79830 / sqrt(12.5) = 1.92285, P(Z > 1.92285) = 0.02725.
+    z, p = proportions_test(ErrorCount(100, 60), ErrorCount(200, 40))
+    assert z == pytest.approx(6.79830, abs=1e-5)
+    assert p < 1e-11
+    z, p = proportions_test(ErrorCount(100, 60), ErrorCount(200, 40), 12.5)
+    assert z == pytest.approx(1.92285, abs=1e-5)
+    assert p == pytest.approx(0.02725, abs=1e-5)
+
+
+def test_dispersion_does_not_make_a_neutral_result_informative() -> None:
+    assert proportions_test(ErrorCount(0, 0), ErrorCount(100, 10), 4.0) == (0.0, 1.0)
+    assert proportions_test(ErrorCount(50, 0), ErrorCount(80, 0), 4.0) == (0.0, 1.0)
+
+
 def test_one_error_is_enough_to_compare() -> None:
     z, p = proportions_test(ErrorCount(50, 1), ErrorCount(80, 0))
     assert (z, p) == pytest.approx(stepd_by_hand(ErrorCount(50, 1), ErrorCount(80, 0)))
@@ -132,21 +239,35 @@ def test_reference_pools_the_first_unflagged_batches_only() -> None:
         (4, 100, 30, False),
         (5, 100, 40, False),  # beyond the three allowed
     )
-    pooled, used = reference_count(ErrorCount(200, 16), service, 3)
+    pooled, used, groups = reference_count(ErrorCount(200, 16), service, 3)
     assert used == [1, 3, 4]
     assert pooled == ErrorCount(200 + 300, 16 + 10 + 20 + 30)
+    assert groups == [
+        ErrorCount(200, 16),
+        ErrorCount(100, 10),
+        ErrorCount(100, 20),
+        ErrorCount(100, 30),
+    ]
 
 
 def test_reference_without_validation_rows() -> None:
-    pooled, used = reference_count(None, scores((7, 40, 4, False), (8, 60, 9, False)), 5)
+    pooled, used, groups = reference_count(None, scores((7, 40, 4, False), (8, 60, 9, False)), 5)
     assert (pooled, used) == (ErrorCount(100, 13), [7, 8])
-    assert reference_count(None, [], 3) == (ErrorCount(0, 0), [])
+    assert groups == [ErrorCount(40, 4), ErrorCount(60, 9)]
+    assert reference_count(None, [], 3) == (ErrorCount(0, 0), [], [])
+
+
+def test_reference_keeps_an_empty_validation_as_a_group() -> None:
+    # A validation count of no row is still "given": it is a group (dispersion ignores it).
+    pooled, used, groups = reference_count(ErrorCount(0, 0), scores((1, 50, 5, False)), 3)
+    assert (pooled, used, groups) == (ErrorCount(50, 5), [1], [ErrorCount(0, 0), ErrorCount(50, 5)])
 
 
 def test_reference_with_zero_batches_is_the_validation_alone() -> None:
     assert reference_count(ErrorCount(84, 9), scores((1, 100, 10, False)), 0) == (
         ErrorCount(84, 9),
         [],
+        [ErrorCount(84, 9)],
     )
 
 
@@ -169,6 +290,14 @@ def test_change_point_finds_the_first_batch_of_the_new_concept() -> None:
     assert change_point(reference, [(4, ErrorCount(100, 10)), (5, ErrorCount(100, 45))], 5) == 5
     # Errors up from the first batch after the reference: that batch.
     assert change_point(reference, [(4, ErrorCount(100, 40)), (5, ErrorCount(100, 40))], 5) == 4
+
+
+def test_change_point_does_not_move_with_the_dispersion() -> None:
+    # Every candidate's statistic is divided by the same sqrt(dispersion): same maximiser.
+    reference = ErrorCount(400, 40)
+    after = [(4, ErrorCount(100, 11)), (5, ErrorCount(100, 9)), (6, ErrorCount(100, 41))]
+    after += [(7, ErrorCount(100, 39)), (8, ErrorCount(100, 40))]
+    assert [change_point(reference, after, 8, phi) for phi in (1.0, 4.0, 25.0)] == [6, 6, 6]
 
 
 def test_change_point_with_nothing_after_the_reference_is_the_current_batch() -> None:
@@ -204,6 +333,8 @@ def test_drift_verdict_in_full() -> None:
     reference = ErrorCount(1_344, 270)
     z, p = stepd_by_hand(current, reference)
     assert p < 0.01
+    # 67, 66, 70, 67 errors in four 336-row groups: chi-square 0.05 < 3 degrees of freedom.
+    assert dispersion([validation, *(s.count for s in service)]) == 1.0
     assert verdict == ConceptDrift(
         accuracy=1 - 101 / 336,
         n=336,
@@ -214,6 +345,7 @@ def test_drift_verdict_in_full() -> None:
         reference_batch_ids=[1, 2, 3],
         statistic=pytest.approx(z, rel=1e-12),  # type: ignore[arg-type]
         p_value=pytest.approx(p, rel=1e-9),  # type: ignore[arg-type]
+        dispersion=1.0,
         alpha=0.01,
         min_effect=0.02,
         drift=True,
@@ -221,6 +353,9 @@ def test_drift_verdict_in_full() -> None:
         reason=(
             f"concept drift: error 0.301 on 336 rows vs reference 0.201 on 1344 rows (p={p:.2g})"
         ),
+    )
+    assert verdict.reason == (
+        "concept drift: error 0.301 on 336 rows vs reference 0.201 on 1344 rows (p=5.5e-05)"
     )
     assert verdict.to_dict()["reference_batch_ids"] == [1, 2, 3]
     assert verdict.to_dict() == vars(verdict)
@@ -237,10 +372,82 @@ def test_no_drift_verdict_in_full() -> None:
     assert (verdict.reference_n, verdict.reference_errors) == (100, 20)
     assert verdict.reference_batch_ids == []
     assert (verdict.statistic, verdict.p_value) == pytest.approx((z, p))
+    assert verdict.dispersion == 1.0  # one group
     assert verdict.reason == (
         f"no concept drift: error 0.220 on 200 rows vs reference 0.200 on 100 rows "
         f"(p={p:.2g}); p >= 0.01"
     )
+    assert verdict.reason == (
+        "no concept drift: error 0.220 on 200 rows vs reference 0.200 on 100 rows "
+        "(p=0.4); p >= 0.01"
+    )
+
+
+def test_overdispersed_reference_widens_the_verdict() -> None:
+    # Validation 10/100 and batch 1 30/100: dispersion 12.5 (worked by hand above). Batch
+    # 2 at 60/100 has z = 6.7983 (p = 5e-12) binomially, 1.92285 (p = 0.02725) widened.
+    current, validation = ErrorCount(100, 60), ErrorCount(100, 10)
+    service = scores((1, 100, 30, False))
+    verdict = detect_concept_drift(current, 2, validation=validation, service=service)
+    assert verdict == ConceptDrift(
+        accuracy=pytest.approx(0.4),  # type: ignore[arg-type]
+        n=100,
+        errors=60,
+        reference_accuracy=0.8,
+        reference_n=200,
+        reference_errors=40,
+        reference_batch_ids=[1],
+        statistic=pytest.approx(1.92285, abs=1e-5),  # type: ignore[arg-type]
+        p_value=pytest.approx(0.02725, abs=1e-5),  # type: ignore[arg-type]
+        dispersion=pytest.approx(12.5),  # type: ignore[arg-type]
+        alpha=0.01,
+        min_effect=0.02,
+        drift=False,
+        change_batch_id=None,
+        reason=(
+            "no concept drift: error 0.600 on 100 rows vs reference 0.200 on 200 rows "
+            "(p=0.027, dispersion 12.50); p >= 0.01"
+        ),
+    )
+    widened = detect_concept_drift(current, 2, validation=validation, service=service, alpha=0.05)
+    assert widened.drift
+    assert widened.change_batch_id == 2
+    assert widened.reason == (
+        "concept drift: error 0.600 on 100 rows vs reference 0.200 on 200 rows "
+        "(p=0.027, dispersion 12.50)"
+    )
+
+
+def test_dispersion_is_measured_on_the_pooled_groups_only() -> None:
+    # Flagged batch 2, batch 5 beyond the three pooled and the current batch 6 (also in
+    # ``service``) are not reference groups; validation and batches 1, 3, 4 are.
+    service = scores(
+        (1, 100, 10, False),
+        (2, 100, 90, True),
+        (3, 100, 30, False),
+        (4, 100, 20, False),
+        (5, 100, 80, False),
+        (6, 100, 70, False),
+    )
+    validation = ErrorCount(100, 20)
+    verdict = detect_concept_drift(ErrorCount(100, 70), 6, validation=validation, service=service)
+    groups = [validation, ErrorCount(100, 10), ErrorCount(100, 30), ErrorCount(100, 20)]
+    # Pooled 0.2, variance 16: chi-square (0 + 100 + 100 + 0) / 16 = 12.5 on 3: 4.1667.
+    assert verdict.dispersion == pytest.approx(12.5 / 3)
+    assert verdict.dispersion == pytest.approx(dispersion(groups))
+    z, p = stepd_by_hand(ErrorCount(100, 70), ErrorCount(400, 80))
+    assert verdict.statistic == pytest.approx(z / math.sqrt(12.5 / 3), rel=1e-12)
+    assert verdict.p_value == pytest.approx(0.5 * math.erfc(verdict.statistic / math.sqrt(2)))
+    assert verdict.reason.endswith(f"(p={verdict.p_value:.2g}, dispersion 4.17)")
+
+
+def test_the_dispersion_is_reported_when_nothing_is_tested() -> None:
+    service = scores((1, 100, 10, False))
+    no_row = detect_concept_drift(
+        ErrorCount(0, 0), 2, validation=ErrorCount(100, 30), service=service
+    )
+    assert no_row.dispersion == pytest.approx(12.5)
+    assert no_row.reason == "no labelled row in the newest batch"
 
 
 def test_no_reference_yet() -> None:
@@ -255,6 +462,7 @@ def test_no_reference_yet() -> None:
         reference_batch_ids=[],
         statistic=0.0,
         p_value=1.0,
+        dispersion=1.0,
         alpha=0.01,
         min_effect=0.02,
         drift=False,
@@ -388,13 +596,18 @@ def test_the_change_point_search_includes_the_pooled_start_when_nothing_was_pool
 
 def test_the_last_pooled_batch_is_not_a_candidate_start() -> None:
     # The third pooled batch is high but unflagged; starting the new concept there would
-    # maximise the statistic, so it must be excluded from the search.
+    # maximise the statistic, so it must be excluded from the search. That batch also
+    # makes the reference overdispersed (factor 11.5, p = 0.055): hence alpha = 0.1.
     service = scores((1, 336, 67, False), (2, 336, 67, False), (3, 336, 120, False))
     verdict = detect_concept_drift(
-        ErrorCount(336, 130), 4, validation=ErrorCount(336, 67), service=service
+        ErrorCount(336, 130), 4, validation=ErrorCount(336, 67), service=service, alpha=0.1
     )
+    assert verdict.dispersion == pytest.approx(11.5, abs=0.01)
     assert verdict.drift
     assert verdict.change_batch_id == 4
+    z_from_3, _ = proportions_test(ErrorCount(672, 250), ErrorCount(1_344, 321))
+    z_from_4, _ = proportions_test(ErrorCount(336, 130), ErrorCount(1_344, 321))
+    assert z_from_3 > z_from_4
 
 
 @pytest.mark.parametrize(
@@ -448,10 +661,46 @@ def drift_rate(error_before: float, error_after: float, seeds: int = SEEDS) -> f
 
 @pytest.mark.parametrize("error", [0.05, 0.2, 0.45])
 def test_false_alarm_rate_on_a_stable_stream_is_at_most_alpha(error: float) -> None:
-    # Measured: 0.0096 (5 %), 0.0102 (20 %), 0.0082 (50 %) over 5 000-20 000 seeds.
+    # Measured over 20 000 seeds: 0.0067 (5 %), 0.0073 (20 %), 0.0066 (45 %).
     assert drift_rate(error, error) <= binomial_upper(0.01, SEEDS)
 
 
 def test_power_for_a_ten_point_error_increase() -> None:
-    # 0.20 -> 0.30 on a 336-row batch against a 1 344-row reference: 0.927 over 20 000 seeds.
-    assert drift_rate(0.20, 0.30) >= 0.9
+    # 0.20 -> 0.30 on a 336-row batch against a 1 344-row reference: 0.861 over 20 000
+    # seeds (0.8565 on these 2 000). Without the dispersion factor it was 0.927: estimated
+    # from four binomial groups and floored at 1, the factor averages above 1.
+    assert drift_rate(0.20, 0.30) >= 0.84
+
+
+def overdispersed_false_alarms(seeds: int = SEEDS, alpha: float = 0.01) -> tuple[float, float]:
+    """False-alarm rates ``(with, without)`` the dispersion factor on a stable stream whose
+    batch error rates vary more than the binomial allows.
+
+    Each of the 5 batches (validation, 3 pooled, newest; 336 rows) draws its error rate from
+    Beta(19.8, 79.2): mean 0.2, standard deviation 0.04 against a binomial 0.022, so batch
+    counts have 1 + 335/100 = 4.35 times the binomial variance. "Without" is the binomial
+    test (dispersion 1) on the same counts, with the same ``min_effect`` rule.
+    """
+    with_factor = without = 0
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        errors = rng.binomial(BATCH, rng.beta(19.8, 79.2, size=5))
+        service = scores(*((b, BATCH, int(errors[b]), False) for b in (1, 2, 3)))
+        current = ErrorCount(BATCH, int(errors[4]))
+        verdict = detect_concept_drift(
+            current, 4, validation=ErrorCount(BATCH, int(errors[0])), service=service, alpha=alpha
+        )
+        reference = ErrorCount(verdict.reference_n, verdict.reference_errors)
+        assert reference == ErrorCount(4 * BATCH, int(errors[:4].sum()))
+        _, p = proportions_test(current, reference, 1.0)
+        with_factor += verdict.drift
+        without += p < alpha and current.rate - reference.rate >= verdict.min_effect
+    return with_factor / seeds, without / seeds
+
+
+def test_dispersion_lowers_false_alarms_on_an_overdispersed_stable_stream() -> None:
+    # Measured over 20 000 seeds: 0.042 with the factor, 0.126 without (0.042 and 0.128 on
+    # these 2 000). Still above alpha: a factor estimated from four groups is noisy.
+    with_factor, without = overdispersed_false_alarms()
+    assert without > binomial_upper(0.01, SEEDS)
+    assert with_factor < without / 2

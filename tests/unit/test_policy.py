@@ -16,27 +16,27 @@ BROKEN = "champion version 3 cannot be loaded (BadZipFile)"
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({**STABLE, "force": True}, RetrainDecision(True, "manual retrain requested")),
-        ({**STABLE, "has_champion": False}, RetrainDecision(True, "no champion yet")),
+        ({**STABLE, "force": True}, RetrainDecision(True, "manual retrain requested", "manual")),
+        ({**STABLE, "has_champion": False}, RetrainDecision(True, "no champion yet", "bootstrap")),
         (
             {**STABLE, "champion_problem": BROKEN},
-            RetrainDecision(True, f"{BROKEN}: retrain to replace it"),
+            RetrainDecision(True, f"{BROKEN}: retrain to replace it", "drift"),
         ),
         (
             {**STABLE, "concept_drift": True, "concept_reason": CONCEPT},
-            RetrainDecision(True, CONCEPT),
+            RetrainDecision(True, CONCEPT, "drift"),
         ),
         (
             {**STABLE, "concept_drift": True},
-            RetrainDecision(True, "concept drift: champion error rate rose"),
+            RetrainDecision(True, "concept drift: champion error rate rose", "drift"),
         ),
         (
             {**STABLE, "concept_drift": True, "concept_reason": ""},
-            RetrainDecision(True, "concept drift: champion error rate rose"),
+            RetrainDecision(True, "concept drift: champion error rate rose", "drift"),
         ),
         (
             {**STABLE, "data_drift": True, "retrain_on_data_drift": True},
-            RetrainDecision(True, "data drift and IAC_RETRAIN_ON_DATA_DRIFT=true"),
+            RetrainDecision(True, "data drift and IAC_RETRAIN_ON_DATA_DRIFT=true", "drift"),
         ),
         (
             {**STABLE, "data_drift": True},
@@ -62,14 +62,14 @@ def test_force_wins_over_everything() -> None:
         force=True,
         champion_problem=BROKEN,
     )
-    assert decision == RetrainDecision(True, "manual retrain requested")
+    assert decision == RetrainDecision(True, "manual retrain requested", "manual")
 
 
 def test_no_champion_wins_over_a_champion_problem_and_drift() -> None:
     decision = decide_retrain(
         has_champion=False, concept_drift=True, data_drift=True, champion_problem=BROKEN
     )
-    assert decision == RetrainDecision(True, "no champion yet")
+    assert decision == RetrainDecision(True, "no champion yet", "bootstrap")
 
 
 def test_a_champion_problem_wins_over_drift() -> None:
@@ -80,7 +80,7 @@ def test_a_champion_problem_wins_over_drift() -> None:
         concept_reason=CONCEPT,
         champion_problem=BROKEN,
     )
-    assert decision == RetrainDecision(True, f"{BROKEN}: retrain to replace it")
+    assert decision == RetrainDecision(True, f"{BROKEN}: retrain to replace it", "drift")
 
 
 def test_concept_drift_wins_over_data_drift() -> None:
@@ -91,9 +91,27 @@ def test_concept_drift_wins_over_data_drift() -> None:
         concept_reason=CONCEPT,
         retrain_on_data_drift=True,
     )
-    assert decision == RetrainDecision(True, CONCEPT)
+    assert decision == RetrainDecision(True, CONCEPT, "drift")
 
 
 def test_arguments_are_keyword_only() -> None:
     with pytest.raises(TypeError):
         decide_retrain(True, False, False)  # type: ignore[call-arg]
+
+
+def test_a_scheduled_challenge_comes_after_every_drift_rule_and_only_when_due() -> None:
+    due = {**STABLE, "challenge_every": 4}
+    assert decide_retrain(**due, cycles_since_retrain=3) == RetrainDecision(False, "no drift")
+    assert decide_retrain(**due, cycles_since_retrain=None) == RetrainDecision(False, "no drift")
+    assert decide_retrain(**due, cycles_since_retrain=4) == RetrainDecision(
+        True,
+        "scheduled challenge: 4 cycles since the last retrain (IAC_CHALLENGE_EVERY_CYCLES=4)",
+        "schedule",
+    )
+    assert decide_retrain(**{**due, "challenge_every": 0}, cycles_since_retrain=99) == (
+        RetrainDecision(False, "no drift")
+    )
+    drifted = decide_retrain(**{**due, "concept_drift": True}, cycles_since_retrain=9)
+    assert drifted.trigger == "drift"
+    warned = decide_retrain(**{**due, "data_drift": True}, cycles_since_retrain=5)
+    assert warned.trigger == "schedule"

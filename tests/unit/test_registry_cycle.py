@@ -108,7 +108,11 @@ def test_concept_drift_scenario(settings: Settings) -> None:
     # --- cycle 0: no champion -> bootstrap version 1 -----------------------------------
     first = _run_cycle(settings)
     assert first.position == 0
-    assert first.report["decision"] == {"retrain": True, "reason": "no champion yet"}
+    assert first.report["decision"] == {
+        "retrain": True,
+        "reason": "no champion yet",
+        "trigger": "bootstrap",
+    }
     assert first.report["data_drift"] is None
     assert first.report["performance"] is None
     assert first.outcome is not None
