@@ -74,9 +74,7 @@ def test_single_class_window_rejects_the_challenger_and_keeps_the_champion(
     champion_model = train(source.batch(0), source.schema)
     one_class = source.batch(1).assign(target=1).assign(batch_id=1)
     holdout = source.batch(2).assign(batch_id=2)
-    window = _window(
-        one_class, holdout, registry.ModelRef("m", 1, None, 0.9, [0]), champion_model
-    )
+    window = _window(one_class, holdout, registry.ModelRef("m", 1, None, 0.9, [0]), champion_model)
     challenger, decision = cycle.train_and_gate(window, settings)
     assert challenger is None and not decision["promote"]
     assert "single class" in decision["reason"]
@@ -93,9 +91,9 @@ def test_single_class_window_rejects_the_challenger_and_keeps_the_champion(
 
 
 def _window(train_frame, holdout, champion=None, champion_model=None):  # type: ignore[no-untyped-def]
-    from ia_continu.sources import SyntheticSource
-
     import pandas as pd
+
+    from ia_continu.sources import SyntheticSource
 
     source = SyntheticSource(batch_size=200)
     frame = pd.concat([train_frame, holdout], ignore_index=True)

@@ -198,9 +198,10 @@ def test_concept_drift_scenario(settings: Settings) -> None:
     assert performance["accuracy"] < performance["reference_accuracy"] - 0.2
     # The reference pooled the champion's validation rows with its first batches served.
     assert performance["reference_n"] > 200
-    assert performance["reference_batch_ids"] == [b.batch_id for b in stable][
-        : settings.concept_drift_reference_batches
-    ]
+    assert (
+        performance["reference_batch_ids"]
+        == [b.batch_id for b in stable][: settings.concept_drift_reference_batches]
+    )
     assert performance["change_batch_id"] == flipped.batch_id
     assert flipped.report["decision"]["retrain"] is True
     assert flipped.report["decision"]["reason"].startswith("concept drift: error ")
