@@ -115,3 +115,12 @@ def test_a_scheduled_challenge_comes_after_every_drift_rule_and_only_when_due() 
     assert drifted.trigger == "drift"
     warned = decide_retrain(**{**due, "data_drift": True}, cycles_since_retrain=5)
     assert warned.trigger == "schedule"
+
+
+def test_challenging_every_cycle_and_the_default_of_no_schedule() -> None:
+    every = decide_retrain(**STABLE, challenge_every=1, cycles_since_retrain=1)
+    assert every.retrain and every.trigger == "schedule"
+    # Without IAC_CHALLENGE_EVERY_CYCLES given, no scheduled challenge however long ago.
+    assert decide_retrain(**STABLE, cycles_since_retrain=10_000) == RetrainDecision(
+        False, "no drift"
+    )
