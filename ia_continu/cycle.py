@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import f1_score
 
 from ia_continu import registry
 from ia_continu.concept_drift import BatchScore, ErrorCount, detect_concept_drift
@@ -448,7 +449,9 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
         :class:`~ia_continu.windows.WindowChoice`), ``training_batch_ids`` and
         ``train_rows`` of the returned model, ``holdout_rows``, ``refit`` and
         ``model_holdout_accuracy`` (the returned model's accuracy on the held-out rows,
-        what the registry load-back must reproduce).
+        what the registry load-back must reproduce), ``challenger_macro_f1`` and
+        ``champion_macro_f1`` (macro-averaged F1 on the held-out rows, the figure that
+        counts every class alike on imbalanced and multi-class streams).
 
     Raises:
         ValueError: the window cannot be trained on and there is no champion to keep.
@@ -557,8 +560,22 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
             trained_ids, trained, refit = choice.refit_batch_ids, refit_rows, True
         except ValueError as exc:  # the shifted window holds a single class: keep the gated
             logger.info("no refit on the held-out batch ({}): the gated model is kept", exc)
+    truth = labelled[schema.target].astype(str).to_numpy()
+    macro_f1 = {
+        f"{name}_macro_f1": float(
+            f1_score(
+                truth,
+                np.asarray(m.predict(labelled[list(schema.features)])).astype(str),
+                average="macro",
+                zero_division=0,
+            )
+        )
+        for name, m in (("challenger", gated), ("champion", window.champion_model))
+        if m is not None
+    }
     return model, {
         **decision.to_dict(),
+        **macro_f1,
         "window": choice.to_dict(),
         "training_batch_ids": [int(b) for b in trained_ids],
         "train_rows": len(trained),
@@ -672,7 +689,14 @@ def record_challenger(
         "change_batch_id": window.change_batch_id,
     }
     metrics: dict[str, float] = {"challenger_accuracy": decision["challenger_accuracy"]}
-    for key in ("champion_accuracy", "baseline_accuracy", "p_value", "model_holdout_accuracy"):
+    for key in (
+        "champion_accuracy",
+        "baseline_accuracy",
+        "p_value",
+        "model_holdout_accuracy",
+        "challenger_macro_f1",
+        "champion_macro_f1",
+    ):
         if decision.get(key) is not None:
             metrics[key] = float(decision[key])
     for label, score in choice["scores"].items():

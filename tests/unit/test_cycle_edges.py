@@ -233,3 +233,30 @@ def test_flow_mlflow_calls_retry_a_bounded_number_of_times(
         server.server_close()
     assert _CountingHandler.hits == 2
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "5"
+
+
+def test_a_three_class_stream_is_gated_with_accuracy_and_macro_f1(settings: Settings) -> None:
+    """String labels, three classes: the gate's figures include macro-F1 of both models."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    from ia_continu.sources import Schema
+
+    schema = Schema(features=("x",), categorical=(), target="label")
+    rng = np.random.default_rng(0)
+
+    def batch(i: int) -> pd.DataFrame:
+        x = rng.uniform(0, 3, 200)
+        label = np.array(["low", "mid", "high"])[np.minimum(x.astype(int), 2)]
+        return pd.DataFrame({"x": x, "label": label, "batch_id": i})
+
+    frame = pd.concat([batch(0), batch(1)], ignore_index=True)
+    window = cycle.TrainingWindow("three", schema, frame, [0, 1], None, None)
+    model, decision = cycle.train_and_gate(window, settings)
+    assert decision["promote"] and decision["challenger_accuracy"] > 0.9
+    holdout = frame[frame["batch_id"] == 1]
+    expected = f1_score(holdout["label"], model.predict(holdout[["x"]]), average="macro")
+    assert decision["challenger_macro_f1"] > 0.9
+    assert "champion_macro_f1" not in decision
+    assert abs(decision["challenger_macro_f1"] - expected) < 0.05
