@@ -22,7 +22,7 @@ from ia_continu.tokens import TokenVerifier, create_token, list_tokens, revoke_t
 def test_only_the_hash_is_stored(tmp_path: Path) -> None:
     engine = get_engine(f"sqlite:///{tmp_path / 't.db'}")
     info, token = create_token(engine, "robot", timedelta(days=30))
-    secret = token.rsplit("_", 1)[1]
+    secret = token.split("_", 2)[2]
     with Session(engine) as session:
         row = session.scalars(select(ApiTokenRow)).one()
     assert secret not in row.secret_sha256 and len(row.secret_sha256) == 64
