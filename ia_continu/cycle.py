@@ -432,13 +432,17 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
     """Choose a training window, train a challenger, gate it against the champion (pure).
 
     1. The window (``ia_continu.windows.choose_window``): since the change point, or the
-       candidate size scoring best on the held-out newest batch. A single batch is the
-       bootstrap: its first 3/4 trains, its last 1/4 is held out.
+       longest candidate size within one standard error of the best on the held-out
+       newest batch. A single batch is the bootstrap: its first 3/4 trains, its last 1/4
+       is held out. A change first seen in the newest batch (:attr:`TrainingWindow.
+       within_newest`) splits that batch the same way, and the candidates are its first
+       3/4 alone or after older batches.
     2. The gate (``ia_continu.promotion.decide_promotion``) on the held-out rows: beat the
        majority class by ``IAC_PROMOTION_MIN_LIFT_OVER_BASELINE``, and the champion by
        ``IAC_PROMOTION_MARGIN`` with a McNemar p-value below ``IAC_PROMOTION_ALPHA``.
     3. If it passes and ``IAC_REFIT_ON_HOLDOUT``, the chosen window shifted by one batch
-       (ending at the held-out batch) is trained on for the model that will be promoted.
+       (ending at the held-out batch; after a split, the chosen batches with the whole
+       newest batch) is trained on for the model that will be promoted.
 
     A window that cannot be trained on (a single class, no labelled row) gives no
     challenger, not a failure: the champion keeps serving.
