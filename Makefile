@@ -95,6 +95,7 @@ mutation: install ## Mutation testing (mutmut): pile-up guard, retries, concept 
 
 bench: install ## Benchmarks: drift policy on 10 streams, cycle wall time, drift vs Evidently, API vs MLflow serving
 	$(PY) -m bench.streams
+	$(PY) -m bench.cbpe
 	$(PY) -m bench.cycle_wall_time
 	$(PY) -m bench.drift_speed
 	infra/scripts/ensure-debian-package.sh wrk wrk --required
