@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from bench.stream_report import PolicyTrace
+from bench.stream_suite import frame_of
 from ia_continu import cycle, registry
 from ia_continu.concept_drift import BatchScore, ErrorCount
 from ia_continu.settings import Settings
@@ -49,11 +50,6 @@ class Champion:
     model: Any
     service: list[BatchScore] = field(default_factory=list)
     last_retrain: int = 0  # batch of the last retrain attempt (the database's drift reports)
-
-
-def frame_of(batches: list[pd.DataFrame], ids: range | list[int]) -> pd.DataFrame:
-    """Rows of the batches ``ids`` (each frame carries its ``batch_id``), in order."""
-    return pd.concat([batches[i] for i in ids], ignore_index=True)
 
 
 def window_at(

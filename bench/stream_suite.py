@@ -489,9 +489,10 @@ def load_quick(datasets_dir: Path | None = None, generated_dir: Path | None = No
     return load_stream(SUITE[QUICK], datasets_dir, generated_dir, QUICK_MAX_BATCHES)
 
 
-def frame_of(stream: Stream, positions: Sequence[int]) -> pd.DataFrame:
-    """The batches at ``positions`` concatenated, in order."""
-    return pd.concat([stream.batches[p] for p in positions], ignore_index=True)
+def frame_of(batches: Sequence[pd.DataFrame], positions: Sequence[int]) -> pd.DataFrame:
+    """The batches at ``positions`` (each frame carries its ``batch_id``), concatenated in
+    order."""
+    return pd.concat([batches[p] for p in positions], ignore_index=True)
 
 
 def drift_cost(
@@ -513,8 +514,10 @@ def drift_cost(
     if drift_batch < window or drift_batch >= len(stream.batches):
         raise ValueError(f"drift batch {drift_batch} needs {window} batches before, 1 after")
     settings = settings or Settings()
-    before = frame_of(stream, range(drift_batch - window, drift_batch))
-    after = frame_of(stream, range(drift_batch, min(drift_batch + window, len(stream.batches))))
+    before = frame_of(stream.batches, range(drift_batch - window, drift_batch))
+    after = frame_of(
+        stream.batches, range(drift_batch, min(drift_batch + window, len(stream.batches)))
+    )
     model = train(before.iloc[::2], stream.schema, settings.estimator, settings.estimator_params)
     pre = accuracy(model, before.iloc[1::2], stream.schema)
     post = accuracy(model, after, stream.schema)

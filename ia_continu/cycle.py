@@ -154,7 +154,13 @@ def load_drift_inputs(settings: Settings) -> DriftInputs:
         reference = repository.load_frame(engine, champion.training_batch_ids)
     previous = repository.latest_drift_flags(engine, source.name)
     service = (
-        repository.champion_service(engine, source.name, champion.version)
+        repository.champion_service(
+            engine,
+            source.name,
+            champion.version,
+            head=4 * settings.concept_drift_reference_batches,
+            tail=max(settings.training_window_batches) + 1,
+        )
         if champion is not None
         else []
     )
@@ -532,14 +538,16 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
             raise
         return None, _no_challenger(window, settings, holdout, str(exc))
     labelled = holdout[holdout[schema.target].notna()]
-    champion_right = (
-        correct_mask(window.champion_model, labelled, schema)
-        if window.champion_model is not None
-        else None
-    )
+    truth = labelled[schema.target].astype(str).to_numpy()
+    # One prediction per model and row, for the paired test and the macro-F1 alike.
+    predicted = {
+        name: np.asarray(m.predict(labelled[list(schema.features)])).astype(str)
+        for name, m in (("challenger", gated), ("champion", window.champion_model))
+        if m is not None
+    }
     decision = decide_promotion(
-        correct_mask(gated, labelled, schema),
-        champion_right,
+        predicted["challenger"] == truth,
+        predicted["champion"] == truth if "champion" in predicted else None,
         baseline_accuracy=majority_accuracy(labelled, schema),
         alpha=settings.promotion_alpha,
         margin=settings.promotion_margin,
@@ -564,18 +572,9 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
             trained_ids, trained, refit = choice.refit_batch_ids, refit_rows, True
         except ValueError as exc:  # the shifted window holds a single class: keep the gated
             logger.info("no refit on the held-out batch ({}): the gated model is kept", exc)
-    truth = labelled[schema.target].astype(str).to_numpy()
     macro_f1 = {
-        f"{name}_macro_f1": float(
-            f1_score(
-                truth,
-                np.asarray(m.predict(labelled[list(schema.features)])).astype(str),
-                average="macro",
-                zero_division=0,
-            )
-        )
-        for name, m in (("challenger", gated), ("champion", window.champion_model))
-        if m is not None
+        f"{name}_macro_f1": float(f1_score(truth, labels, average="macro", zero_division=0))
+        for name, labels in predicted.items()
     }
     return model, {
         **decision.to_dict(),

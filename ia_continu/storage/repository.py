@@ -341,30 +341,42 @@ def latest_drift_flags(engine: Engine, source: str) -> dict[str, Any] | None:
         }
 
 
-def champion_service(engine: Engine, source: str, champion_version: int) -> list[BatchScore]:
-    """The champion's errors on each batch it served, oldest first, from the drift reports.
+def champion_service(
+    engine: Engine, source: str, champion_version: int, *, head: int = 12, tail: int = 17
+) -> list[BatchScore]:
+    """The champion's errors on batches it served, oldest first, from the drift reports.
 
-    One entry per batch (the first report of a batch evaluated twice); reports without
-    an error count (no champion model, or written before the count was stored) are
-    skipped.
+    Only the first ``head`` and the last ``tail`` batches are read (a version that serves
+    for months must not make every cycle read all its reports): the detector pools its
+    reference from the first batches and looks for a change point among the recent ones,
+    no further back than a training window reaches. One entry per batch (the first
+    report of a batch evaluated twice); reports without an error count (no champion
+    model, or written before the count was stored) are skipped.
     """
+    scores: dict[int, BatchScore] = {}
     with Session(engine) as session:
-        rows = session.execute(
-            select(DriftReportRow.batch_id, DriftReportRow.report)
-            .where(DriftReportRow.source == source)
-            .where(DriftReportRow.champion_version == champion_version)
-            .order_by(DriftReportRow.batch_id, DriftReportRow.created_at)
-        ).all()
-    scores: list[BatchScore] = []
-    seen: set[int] = set()
-    for batch_id, report in rows:
-        performance = (report or {}).get("performance") or {}
-        if batch_id in seen or performance.get("errors") is None or not performance.get("n"):
-            continue
-        seen.add(batch_id)
-        count = ErrorCount(int(performance["n"]), int(performance["errors"]))
-        scores.append(BatchScore(int(batch_id), count, bool(performance.get("drift"))))
-    return scores
+        for order, limit in (
+            (DriftReportRow.batch_id.asc(), head),
+            (DriftReportRow.batch_id.desc(), tail),
+        ):
+            rows = session.execute(
+                select(DriftReportRow.batch_id, DriftReportRow.report)
+                .where(DriftReportRow.source == source)
+                .where(DriftReportRow.champion_version == champion_version)
+                .order_by(order, DriftReportRow.created_at)
+                .limit(limit)
+            ).all()
+            for batch_id, report in rows:
+                performance = (report or {}).get("performance") or {}
+                if int(batch_id) in scores or performance.get("errors") is None:
+                    continue
+                if not performance.get("n"):
+                    continue
+                count = ErrorCount(int(performance["n"]), int(performance["errors"]))
+                scores[int(batch_id)] = BatchScore(
+                    int(batch_id), count, bool(performance.get("drift"))
+                )
+    return [scores[b] for b in sorted(scores)]
 
 
 def cycles_since_retrain(engine: Engine, source: str) -> int | None:

@@ -67,14 +67,14 @@ def _run_cycle(settings: Settings) -> CycleResult:
     report_id = cycle.persist_drift_report(settings, report)
     outcome = None
     if report["decision"]["retrain"]:
-        window = cycle.load_training_window(settings)
+        window = cycle.load_training_window(settings, report_id)
         challenger, decision = cycle.train_and_gate(window, settings)
         outcome = cycle.record_challenger(
             settings,
             window,
             challenger,
             decision,
-            trigger="bootstrap" if window.champion is None else "drift",
+            trigger=report["decision"]["trigger"],
             drift_report_id=report_id,
         )
     return CycleResult(ingested["position"], ingested["batch_id"], report, report_id, outcome)
@@ -386,3 +386,45 @@ def test_a_champion_broken_after_promotion_is_replaced_not_fatal(settings: Setti
     third = _run_cycle(settings)
     assert third.report["champion_problem"] is None
     assert third.report["champion_version"] == replacement
+
+
+def test_scheduled_challenge_reference_and_window_lineage_through_the_database(
+    settings: Settings,
+) -> None:
+    """The schedule counts cycles from the stored drift reports, the reference pools the
+    champion's served batches read back from them, and the window chosen reaches MLflow."""
+    stable = settings.model_copy(update={"synthetic_mode": "stable", "challenge_every_cycles": 3})
+    results = [_run_cycle(stable) for _ in range(4)]
+    assert results[0].report["decision"]["trigger"] == "bootstrap"
+    assert [r.report["decision"]["retrain"] for r in results[1:3]] == [False, False]
+    scheduled = results[3]
+    assert scheduled.report["decision"] == {
+        "retrain": True,
+        "reason": "scheduled challenge: 3 cycles since the last retrain "
+        "(IAC_CHALLENGE_EVERY_CYCLES=3)",
+        "trigger": "schedule",
+    }
+    performance = scheduled.report["performance"]
+    # Validation rows of the bootstrap (its last quarter, 50 rows) + the two batches served.
+    assert performance["reference_batch_ids"] == [results[1].batch_id, results[2].batch_id]
+    assert performance["reference_n"] == 50 + 2 * 200
+
+    assert scheduled.outcome is not None and scheduled.outcome["trigger"] == "schedule"
+    run = registry.client(stable.mlflow_tracking_uri).get_run(scheduled.outcome["run_id"])
+    window = run.data.params["window"]
+    assert window.startswith("last_") and run.data.tags["window"] == window
+    assert run.data.tags["window_reason"].startswith("most training rows within 1")
+    assert {k for k in run.data.metrics if k.startswith("window_score.")}
+    lineage = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/lineage.json"))
+    assert lineage["window"] == window and lineage["window_scores"]
+
+    # Only the first `head` and last `tail` served batches are read back.
+    engine = get_engine(stable.resolved_database_url)
+    more = [_run_cycle(stable.model_copy(update={"challenge_every_cycles": 0})) for _ in range(4)]
+    version = more[-1].report["champion_version"]
+    served = [r.batch_id for r in [*results, *more] if r.report["champion_version"] == version]
+    assert len(served) > 4
+    scores = repository.champion_service(
+        engine, scheduled.report["source"], version, head=2, tail=2
+    )
+    assert [s.batch_id for s in scores] == [*served[:2], *served[-2:]]
