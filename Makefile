@@ -31,7 +31,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: help install demo test test-unit test-browser test-docker test-integration lint format mutation bench lock clean
+.PHONY: help install demo traffic bench-serving test test-unit test-browser test-docker test-integration lint format mutation bench lock clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,11 +45,34 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 
 install: $(VENV)/.installed ## Create .venv with the locked dependencies (dev + bench extras)
 
-demo: install ## Run the loop: Prefect server, MLflow, process pool, deployments, worker (Ctrl-C stops)
+# IAC_DEMO_MODE=serving: API clients replay Elec2 through /predict and drop the true labels
+# IAC_DEMO_LABEL_DELAY seconds later; the loop learns from the served traffic only.
+IAC_DEMO_MODE ?= replay
+ifeq ($(IAC_DEMO_MODE),serving)
+export IAC_DATA_SOURCE ?= serving
+export IAC_SERVING_SEED_SOURCE ?= replay
+export IAC_LABEL_DELAY ?= 60
+export IAC_DEMO_LABEL_DELAY ?= 45
+# About one batch (IAC_BATCH_SIZE 336 rows) per 30 s cycle.
+export IAC_DEMO_RATE ?= 11
+DEMO_PROCFILE := infra/local/Procfile.serving
+else
+DEMO_PROCFILE := infra/local/Procfile
+endif
+
+demo: install ## Run the loop: Prefect server, MLflow, process pool, deployments, worker (IAC_DEMO_MODE=serving: through the API)
 	@mkdir -p $(IAC_DATA_DIR)
 	PREFECT_HOME=$(IAC_DATA_DIR)/prefect \
 	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
-	honcho -f infra/local/Procfile -d . start
+	honcho -f $(DEMO_PROCFILE) -d . start
+
+# Replays the stream as API clients against a running `make demo` and drops the true labels
+# late into the inbox; TRAFFIC_ARGS adds flags (e.g. --bad-label-files, --batches 3).
+TRAFFIC_ARGS ?=
+traffic: install ## Send the stream to the running API as clients, labels late into the inbox (TRAFFIC_ARGS=--help)
+	$(PY) -m bench.traffic --api-url http://127.0.0.1:$(API_PORT) --token-file $(IAC_UI_API_TOKEN_FILE) \
+	  --rate $(or $(IAC_DEMO_RATE),11) --rows-per-request 12 --label-delay $(or $(IAC_DEMO_LABEL_DELAY),45) \
+	  --labels-dir $(IAC_DATA_DIR)/labels --wait-ready $(TRAFFIC_ARGS)
 
 test: install ## Run the test suite (unit, flow, API, console, integration, browser and Docker tests)
 	infra/scripts/ensure-test-deps.sh
@@ -100,6 +123,11 @@ bench: install ## Benchmarks: drift policy on 10 streams, cycle wall time, drift
 	$(PY) -m bench.drift_speed
 	infra/scripts/ensure-debian-package.sh wrk wrk --required
 	$(PY) -m bench.api_throughput
+	$(MAKE) bench-serving
+
+bench-serving: install ## The loop on served traffic, real servers: drift's first request -> new champion's first answer
+	$(PY) -m pytest -q -p no:cacheprovider -s tests/integration/test_serving_loop.py
+	cp test-artifacts/serving-loop.json bench/results/serving-loop.json
 
 lock: ## Re-resolve requirements/lock.txt (dev) and requirements/runtime.txt (images) from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra bench -p 3.11 --no-header -o requirements/lock.txt

@@ -14,6 +14,10 @@ Label = str | int | float | bool
 class RowPrediction(BaseModel):
     """The prediction for one row."""
 
+    prediction_id: str = Field(
+        description="The row's prediction_id, or the default: the request id (POST /predict), "
+        "<request id>/<row index> (POST /predict/batch). Ground truth is joined on it."
+    )
     prediction: Label = Field(description="Predicted class.")
     probability: float | None = Field(
         description="Probability of the predicted class (null if the model has none)."

@@ -1,5 +1,9 @@
 """``continuous_training``: generate -> detect_drift -> retrain (when the policy says so) -> notify.
 
+With ``IAC_DATA_SOURCE=serving`` every cycle also monitors the served predictions
+(serving drift, CBPE-estimated accuracy) right after ``generate``, and skips
+detect_drift and retrain when no labelled batch was made.
+
 Deployed on a 30 s schedule. Runs never pile up: a run exits early as ``Skipped`` when
 an earlier run of the deployment is still active or when it starts more than one
 interval late.
@@ -28,7 +32,7 @@ from flows.guards import (
 )
 from flows.hooks import notify_failure, pending_notifications
 from flows.retrain import retrain
-from flows.tasks import push_metrics, send_discord
+from flows.tasks import monitor_serving, push_metrics, send_discord
 from ia_continu.notify import discord
 from ia_continu.settings import get_settings
 
@@ -37,17 +41,75 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def serving_events(serving: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Notifications of the serving monitor (``ia_continu.monitoring.run_serving_monitor``
+    summary): an estimated accuracy drop before labels arrive (a warning only: a retrain
+    needs labels), and serving drift when a kind of it newly appears. Each once per
+    change of state under one champion, like data drift, not every 30 s."""
+    if serving is None or serving.get("status") != "reported":
+        return []
+    out = []
+    if serving.get("warn_new", serving["warn"]):
+        out.append(
+            {
+                "status": "warning",
+                "title": "Estimated accuracy dropped (no labels yet)",
+                "description": "CBPE estimates the champion's accuracy on the newest served "
+                "predictions well below its reference. It assumes no concept drift; no "
+                "retrain until labels confirm it.",
+                "fields": {
+                    "estimated": _percent(serving["estimated_accuracy"]),
+                    "interval": f"{_percent(serving['estimated_lower'])} to "
+                    f"{_percent(serving['estimated_upper'])}",
+                    "reference": _percent(serving["reference_accuracy"]),
+                    "coverage": _percent(serving["label_coverage"]),
+                    "champion version": str(serving["champion_version"]),
+                },
+            }
+        )
+    if serving.get("serving_drift_new"):
+        kinds = [
+            k
+            for k, on in (
+                ("inputs", serving["data_drift"]),
+                ("predictions", serving["prediction_drift"]),
+            )
+            if on
+        ]
+        out.append(
+            {
+                "status": "drift",
+                "title": f"Serving drift detected ({' + '.join(kinds)})",
+                "description": "The newest served predictions differ from the champion's "
+                "reference window (no labels needed).",
+                "fields": {
+                    "drifted": ", ".join(serving["drifted_features"]) or "none",
+                    "rows": str(serving["n_rows"]),
+                    "coverage": _percent(serving["label_coverage"]),
+                    "champion version": str(serving["champion_version"]),
+                },
+            }
+        )
+    return out
+
+
 def events(
     drift: dict[str, Any] | None,
     outcome: dict[str, Any] | None,
     batch: dict[str, Any] | None = None,
+    serving: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Notifications worth sending: a quarantined batch, concept drift, newly appeared data
-    drift, retrain outcome. ``drift`` is None when the cycle checked nothing (quarantine).
+    drift, retrain outcome, and the serving monitor's (:func:`serving_events`). ``drift``
+    is None when the cycle checked nothing (quarantine, or no labelled serving batch).
 
     A data drift that persists under the same champion is reported once, not every 30 s.
     """
-    out = []
+    out = serving_events(serving)
     if batch is not None and batch.get("quarantined") and batch.get("created", True):
         out.append(
             {
@@ -151,8 +213,23 @@ def continuous_training(force_retrain: bool = False) -> Any:
         return Completed(name="Skipped", message=reason)
 
     batch = generate(ingest_key=f"continuous_training:{own_id}")
-    # A quarantined batch adds nothing to the windows: nothing new to check or train on.
-    drift = None if batch.get("quarantined") else detect_drift(force_retrain=force_retrain)
+    serving = None
+    if settings.data_source == "serving":
+        # Every cycle, labelled batch or not: the served traffic is watched before its
+        # labels land. Best effort: a monitoring failure must not stop the loop.
+        monitored = monitor_serving(return_state=True)
+        if monitored.is_failed():
+            logger.warning("serving monitor failed: %s", monitored.message)
+        else:
+            serving = monitored.result()
+    # A quarantined batch adds nothing to the windows, and a serving cycle without a
+    # labelled batch (batch_id None) nothing either: nothing new to check or train on.
+    if batch.get("quarantined") or batch.get("batch_id") is None:
+        drift = None
+        if not batch.get("quarantined"):
+            logger.info("no labelled batch this cycle: %s", batch.get("reason"))
+    else:
+        drift = detect_drift(force_retrain=force_retrain)
     result = None
     if drift is not None and drift["retrain"]:
         trigger = drift.get("trigger") or (
@@ -166,13 +243,13 @@ def continuous_training(force_retrain: bool = False) -> Any:
     # One task and one IAC_DISCORD_DEADLINE_SECONDS bound for all of this cycle's messages
     # and those earlier cycles could not deliver (the outbox): a slow Discord costs the
     # cycle at most the deadline, and what it did not take waits for the next cycle.
-    embeds = [discord.build_embed(**event) for event in events(drift, outcome, batch)]
+    embeds = [discord.build_embed(**event) for event in events(drift, outcome, batch, serving)]
     if embeds or pending_notifications():
         state = send_discord(embeds, return_state=True)
         if state.is_failed():
             logger.warning("notification failed: %s", state.message)
-    push_metrics(drift, outcome, time.monotonic() - started, succeeded=True)
-    return {"batch": batch, "drift": drift, "retrain": outcome}
+    push_metrics(drift, outcome, time.monotonic() - started, succeeded=True, serving=serving)
+    return {"batch": batch, "drift": drift, "retrain": outcome, "serving": serving}
 
 
 if __name__ == "__main__":

@@ -24,11 +24,13 @@ def push_run(
     outcome: dict[str, Any] | None,
     duration_seconds: float,
     succeeded: bool,
+    serving: dict[str, Any] | None = None,
 ) -> bool:
     """Build the registry for this run and push it; never raises (logs a warning).
 
     Besides the run's own metrics, the Discord notification counts and outbox size
-    (``flow_metrics.notification_metrics``) read from the data dir.
+    (``flow_metrics.notification_metrics``) read from the data dir, and the serving
+    monitor's summary (``flow_metrics.serving_metrics``) when ``serving`` is given.
 
     Returns False when nothing was pushed (no ``IAC_PUSHGATEWAY_URL``, or it failed).
     """
@@ -45,6 +47,8 @@ def push_run(
         if outcome["promoted"]:
             champion = outcome.get("version")
     flow_metrics.champion_metrics(registry, champion)
+    if serving is not None:
+        flow_metrics.serving_metrics(serving, registry)
     flow_metrics.run_metrics(registry, duration_seconds, succeeded)
     outbox = Outbox.for_settings(settings)  # reads a small local file; never raises OSError
     flow_metrics.notification_metrics(registry, outbox.counts(), outbox.size())

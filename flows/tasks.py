@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 
 from flows import hooks, metrics_push
 from flows.retries import IO_RETRIES
-from ia_continu import cycle
+from ia_continu import cycle, monitoring
 from ia_continu.settings import get_settings
 
 
@@ -67,6 +67,13 @@ def record_challenger(
     )
 
 
+@task(name="monitor-serving", **IO_RETRIES)
+def monitor_serving() -> dict[str, Any]:
+    """Serving drift and CBPE-estimated accuracy of the newest served predictions; fill
+    realised accuracies of older reports (``ia_continu.monitoring.run_serving_monitor``)."""
+    return monitoring.run_serving_monitor(get_settings())
+
+
 @task(name="send-discord")
 def send_discord(embeds: list[dict[str, Any]]) -> dict[str, Any]:
     """Deliver each embed as one Discord message, after any left in the outbox by earlier
@@ -94,10 +101,12 @@ def push_metrics(
     outcome: dict[str, Any] | None,
     duration_seconds: float,
     succeeded: bool,
+    serving: dict[str, Any] | None = None,
 ) -> bool:
-    """Push the run's metrics to ``IAC_PUSHGATEWAY_URL`` (see ``ia_continu.flow_metrics``).
+    """Push the run's metrics to ``IAC_PUSHGATEWAY_URL`` (see ``ia_continu.flow_metrics``),
+    with the serving monitor's (``flow_metrics.serving_metrics``) when ``serving`` is given.
 
     Best effort and no retries: the next cycle pushes again 30 s later, and a monitoring
     outage must not fail the loop. Returns whether the push went through.
     """
-    return metrics_push.push_run(drift, outcome, duration_seconds, succeeded)
+    return metrics_push.push_run(drift, outcome, duration_seconds, succeeded, serving)

@@ -7,6 +7,9 @@ ia-continu rollback   point ``champion`` back at ``previous`` in the MLflow regi
 ia-continu token create NAME [--expires-in-days N] | token list | token revoke NAME
                       bearer tokens of the prediction API (stored hashed)
 ia-continu ui-password  hash the console's operator password (IAC_UI_PASSWORD_HASH)
+ia-continu labels load FILE | labels status
+                      join a CSV/Parquet label file to the served predictions; coverage
+                      and labels kept aside
 """
 
 from __future__ import annotations
@@ -175,7 +178,13 @@ def check_stream(settings: Settings) -> StreamSummary:
     from ia_continu.sources import ReplaySource, SourceConfigError, build_source
     from ia_continu.validation import validate_batch
 
-    source = build_source(settings)
+    if settings.data_source == "serving":
+        # The serving stream starts with the seed source's batches: check the first one.
+        from ia_continu.serving_source import seed_source
+
+        source = seed_source(settings)
+    else:
+        source = build_source(settings)
     batch = source.batch(0)
     schema = source.schema
     verdict = validate_batch(batch, schema, settings.min_batch_rows)
@@ -322,6 +331,45 @@ def _ui_password() -> int:
     return 0
 
 
+def _labels_command(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from ia_continu import labels
+    from ia_continu.storage import served
+    from ia_continu.storage.schema import get_engine
+
+    if args.action == "load":
+        path = Path(args.file)
+        try:
+            result = labels.load_file(settings, path)
+        except labels.LabelFileError as exc:
+            print(f"labels not loaded: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"{path.name}: {result.rows} rows: {result.joined} joined, {result.duplicates} "
+            f"duplicates (no change), {result.conflicts} conflicts, {result.unknown} unknown "
+            f"ids, {result.invalid} invalid; {result.resolved} earlier unknown ids resolved"
+        )
+        if result.quarantined:
+            print(
+                f"{result.quarantined} rows kept aside in quarantined_labels (origin "
+                f"'cli:{path.name}'): see `ia-continu labels status`"
+            )
+        return 0
+    engine = get_engine(settings.resolved_database_url)
+    counts = served.label_counts(engine)
+    share = f" ({counts.labelled / counts.predictions:.1%})" if counts.predictions else ""
+    print(
+        f"served predictions: {counts.predictions}, labelled {counts.labelled}{share}, "
+        f"unlabelled {counts.unlabelled}"
+    )
+    kept = ", ".join(f"{reason} {n}" for reason, n in counts.quarantined.items())
+    print(f"labels kept aside (unresolved): {kept}; unknown ids resolved later: {counts.resolved}")
+    for entry in served.quarantined_labels(engine, limit=args.limit):
+        print(f"  [{entry.reason}] {entry.origin}: {entry.detail}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ia-continu", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -346,6 +394,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     revoke = actions.add_parser("revoke", help="revoke a token by name or id")
     revoke.add_argument("name", help="token name or id")
+    label_commands = commands.add_parser("labels", help="ground truth of served predictions")
+    label_actions = label_commands.add_subparsers(dest="action", required=True)
+    load = label_actions.add_parser(
+        "load", help="join a CSV or Parquet label file (IAC_LABELS_ID_COLUMN, _LABEL_COLUMN)"
+    )
+    load.add_argument("file", help="path of the .csv or .parquet file")
+    status = label_actions.add_parser(
+        "status", help="labelled / unlabelled predictions and the labels kept aside"
+    )
+    status.add_argument(
+        "--limit", type=int, default=20, help="quarantine entries listed (oldest first)"
+    )
     return parser
 
 
@@ -374,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "token":
         return _token_command(args, settings.resolved_database_url)
+    if args.command == "labels":
+        return _labels_command(args, settings)
     from ia_continu import registry
     from ia_continu.cycle import registry_client
 

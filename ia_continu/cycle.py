@@ -22,10 +22,11 @@ from sklearn.metrics import f1_score
 from ia_continu import registry
 from ia_continu.concept_drift import BatchScore, ErrorCount, detect_concept_drift
 from ia_continu.drift import detect_data_drift
+from ia_continu.estimation import calibrator_to_dict, fit_calibrator, top_class_outputs
 from ia_continu.policy import decide_retrain
 from ia_continu.promotion import FLOAT_SLACK, decide_promotion
 from ia_continu.settings import Settings
-from ia_continu.sources import Schema, build_source
+from ia_continu.sources import BatchSource, Schema, build_source
 from ia_continu.storage import repository
 from ia_continu.storage.schema import get_engine
 from ia_continu.training import (
@@ -49,6 +50,21 @@ def registry_client(settings: Settings) -> MlflowClient:
     )
 
 
+def stream_source(settings: Settings) -> BatchSource:
+    """The stream the cycle reads: ``build_source``, or with ``IAC_DATA_SOURCE=serving`` the
+    serving stream (``serving:<registered model name>``, the seed source's schema).
+
+    Raises:
+        sources.SourceConfigError: a replay setting names a missing file or column.
+    """
+    if settings.data_source == "serving":
+        # Imported here: the serving source is needed only in serving mode.
+        from ia_continu import serving_source
+
+        return serving_source.stream(settings)
+    return build_source(settings)
+
+
 def ingest(settings: Settings, ingest_key: str | None = None) -> dict[str, Any]:
     """Validate the next batch of the configured source and persist it exactly once (I/O).
 
@@ -61,10 +77,19 @@ def ingest(settings: Settings, ingest_key: str | None = None) -> dict[str, Any]:
         stored (or quarantined) this batch. A quarantined batch has ``batch_id`` None,
         ``quarantine_id`` set and ``reason`` naming columns, rows and rules (no values).
 
+    With ``IAC_DATA_SOURCE=serving`` the batch is made of the served predictions whose
+    labels have had time to land: ``ia_continu.serving_source.ingest``, same keys plus
+    ``labelled_share``, ``served_rows`` and ``late_labels``; ``batch_id`` None (and not
+    quarantined) when no labelled prediction is old enough yet.
+
     Raises:
         sqlalchemy.exc.OperationalError: database unreachable, locked or read-only;
             nothing was written.
     """
+    if settings.data_source == "serving":
+        from ia_continu import serving_source
+
+        return serving_source.ingest(settings, ingest_key)
     source = build_source(settings)
     info = repository.ingest_next(
         get_engine(settings.resolved_database_url),
@@ -139,7 +164,7 @@ def load_drift_inputs(settings: Settings) -> DriftInputs:
     Raises:
         LookupError: no batch has been ingested for the configured source yet.
     """
-    source = build_source(settings)
+    source = stream_source(settings)
     engine = get_engine(settings.resolved_database_url)
     batches = repository.latest_batches(engine, source.name, settings.current_window_batches)
     if not batches:
@@ -381,7 +406,7 @@ def load_training_window(settings: Settings, drift_report_id: str | None = None)
     Raises:
         LookupError: no batch has been ingested yet.
     """
-    source = build_source(settings)
+    source = stream_source(settings)
     engine = get_engine(settings.resolved_database_url)
     batches = repository.latest_batches(
         engine, source.name, max(settings.training_window_batches) + 1
@@ -431,7 +456,55 @@ def _no_challenger(
         "holdout_rows": len(holdout),
         "model_holdout_accuracy": None,
         "refit": False,
+        "calibration": None,
     }
+
+
+def fit_calibration(
+    model: Any, features: pd.DataFrame, correct: np.ndarray
+) -> dict[str, Any] | None:
+    """CBPE's calibrator of ``model`` on held-out rows, with its outputs there, as JSON,
+    or None (pure).
+
+    NannyML's CBPE fits its calibrator on reference rows the model was not trained on
+    (nannyml.readthedocs.io, "Confidence-based Performance Estimation"); here the gated
+    model's held-out rows: its probability of the predicted class vs whether that
+    prediction was right (:func:`ia_continu.estimation.fit_calibrator`). The same rows'
+    predicted classes (as text) and top-class probabilities are kept with it
+    (``reference_outputs``): out-of-sample outputs, the reference of the serving
+    monitor's prediction drift (:mod:`ia_continu.monitoring`), where the model's
+    outputs on its own training rows would be over-confident for a model that memorises
+    them (a random forest).
+
+    A model refitted on the held-out rows (``IAC_REFIT_ON_HOLDOUT``) has no unseen
+    labelled row left, so it inherits this calibration and these reference outputs, as
+    it inherits the gated model's held-out accuracy as its ``validation_accuracy``: same
+    estimator, all but one batch of the same rows. Its own out-of-sample outputs may be
+    slightly more confident (it saw one batch more); nothing measures that without new
+    labels.
+
+    Args:
+        model: the gated model (``predict_proba`` with rows summing to 1, ``classes_``
+            in its column order).
+        features: the held-out rows' features, shape (n, features).
+        correct: shape (n,), whether ``model`` predicted each row right.
+
+    Returns:
+        :func:`ia_continu.estimation.calibrator_to_dict` of the calibrator, with
+        ``reference_outputs`` (n rows) when the model has ``classes_``; None when the
+        model has no ``predict_proba`` or the held-out predictions are all right (or all
+        wrong), so a calibrator cannot be fitted (logged).
+    """
+    if not hasattr(model, "predict_proba") or len(features) == 0:
+        return None
+    try:
+        probabilities = np.asarray(model.predict_proba(features), dtype=np.float64)
+        classes = getattr(model, "classes_", None)
+        outputs = None if classes is None else top_class_outputs(probabilities, classes)
+        return calibrator_to_dict(fit_calibrator(probabilities, correct, reference_outputs=outputs))
+    except ValueError as exc:
+        logger.info("no CBPE calibrator for this challenger: {}", exc)
+        return None
 
 
 def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dict[str, Any]]:
@@ -461,7 +534,8 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
         ``model_holdout_accuracy`` (the returned model's accuracy on the held-out rows,
         what the registry load-back must reproduce), ``challenger_macro_f1`` and
         ``champion_macro_f1`` (macro-averaged F1 on the held-out rows, the figure that
-        counts every class alike on imbalanced and multi-class streams).
+        counts every class alike on imbalanced and multi-class streams), and
+        ``calibration``: CBPE's calibrator as JSON (:func:`fit_calibration`), or None.
 
     Raises:
         ValueError: the window cannot be trained on and there is no champion to keep.
@@ -576,6 +650,10 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
         f"{name}_macro_f1": float(f1_score(truth, labels, average="macro", zero_division=0))
         for name, labels in predicted.items()
     }
+    # The gated model's, also when ``model`` is its refit: only it has unseen labelled rows.
+    calibration = fit_calibration(
+        gated, labelled[list(schema.features)], predicted["challenger"] == truth
+    )
     return model, {
         **decision.to_dict(),
         **macro_f1,
@@ -585,6 +663,7 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
         "holdout_rows": len(labelled),
         "model_holdout_accuracy": accuracy(model, labelled, schema),
         "refit": refit,
+        "calibration": calibration,
     }
 
 
@@ -736,6 +815,7 @@ def record_challenger(
         metrics=metrics,
         tags=tags,
         lineage=lineage,
+        calibration=decision.get("calibration"),
     )
     outcome["run_id"] = run_id
     if not decision["promote"]:

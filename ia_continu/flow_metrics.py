@@ -152,6 +152,72 @@ def retrain_metrics(
         ).set(float(outcome["challenger_accuracy"]))
 
 
+SERVING_GAUGES = (
+    (
+        "estimated_accuracy",
+        "iac_estimated_accuracy",
+        "CBPE-estimated champion accuracy on the newest served predictions, before "
+        "labels arrive (0..1).",
+    ),
+    (
+        "estimated_lower",
+        "iac_estimated_accuracy_lower",
+        "Lower end of the CBPE estimate's interval (0..1).",
+    ),
+    (
+        "estimated_upper",
+        "iac_estimated_accuracy_upper",
+        "Upper end of the CBPE estimate's interval (0..1).",
+    ),
+    (
+        "realised_accuracy",
+        "iac_realised_accuracy",
+        "Realised accuracy of the newest serving report whose labels have landed (0..1).",
+    ),
+    (
+        "label_coverage",
+        "iac_label_coverage",
+        "Share of the serving window's predictions already labelled (0..1).",
+    ),
+)
+
+
+def serving_metrics(summary: Mapping[str, Any], registry: CollectorRegistry) -> None:
+    """Add the serving monitor's metrics to ``registry``.
+
+    Args:
+        summary: ``ia_continu.monitoring.run_serving_monitor`` output: ``status``
+            (``reported`` when a report was made), ``estimated_accuracy`` /
+            ``estimated_lower`` / ``estimated_upper`` / ``realised_accuracy`` /
+            ``label_coverage`` (0..1 or None), ``data_drift`` and ``prediction_drift``
+            (bools).
+        registry: where the gauges are registered.
+
+    Metrics: ``iac_estimated_accuracy``, ``iac_estimated_accuracy_lower``,
+    ``iac_estimated_accuracy_upper`` (CBPE, NannyML's confidence-based performance
+    estimation; see :mod:`ia_continu.estimation`), ``iac_realised_accuracy`` (newest
+    report with labels), ``iac_label_coverage``, and, when a report was made,
+    ``iac_serving_drift`` (1 when the served inputs drifted from the champion's
+    reference) and ``iac_prediction_drift`` (1 when its predicted class or probability
+    did). A value that is None is not pushed.
+    """
+    for key, name, documentation in SERVING_GAUGES:
+        if summary.get(key) is not None:
+            _gauge(registry, name, documentation).set(float(summary[key]))
+    if summary.get("status") == "reported":
+        _gauge(
+            registry,
+            "iac_serving_drift",
+            "1 when the served inputs drifted from the champion's reference window.",
+        ).set(1.0 if summary["data_drift"] else 0.0)
+        _gauge(
+            registry,
+            "iac_prediction_drift",
+            "1 when the champion's served predicted class or probability drifted from "
+            "its outputs on the reference window.",
+        ).set(1.0 if summary["prediction_drift"] else 0.0)
+
+
 def champion_metrics(registry: CollectorRegistry, version: int | None) -> None:
     """``iac_champion_version``: the registry version holding ``champion`` after the run
     (the promoted challenger's when there was a promotion); nothing when there is none."""

@@ -1,19 +1,23 @@
 """The loop's history as tables for the operator console: accuracy per batch with
-retrain and promotion events, drift statistic per feature, batches ingested.
+retrain and promotion events, drift statistic per feature, batches ingested, and the
+served traffic: estimated vs realised accuracy per serving report, label coverage, and
+where the ground truth of served predictions stands.
 
-Read-only queries over the project database (drift reports and batches); each returns
-a pandas DataFrame in time order, newest ``limit`` reports at most.
+Read-only queries over the project database (drift and serving reports, batches, served
+predictions, quarantined labels); the histories are pandas DataFrames in time order,
+newest ``limit`` reports at most.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ia_continu.storage.tables import BatchRow, DriftReportRow
+from ia_continu.storage import served
+from ia_continu.storage.tables import BatchRow, DriftReportRow, ServingReportRow
 
 HISTORY_COLUMNS = [
     "created_at",
@@ -39,6 +43,30 @@ FEATURE_COLUMNS = [
     "p_adjusted",
     "drifted",
 ]
+SERVING_COLUMNS = [
+    "created_at",
+    "champion_version",
+    "n_rows",
+    "labelled_rows",
+    "label_coverage",
+    "estimated_accuracy",
+    "estimated_lower",
+    "estimated_upper",
+    "reference_accuracy",
+    "realised_accuracy",
+    "realised_rows",
+    "data_drift",
+    "prediction_drift",
+]
+
+
+class LabelStatus(TypedDict):
+    """Where the ground truth of served predictions stands (counts of rows)."""
+
+    served: int
+    labelled: int
+    unlabelled: int
+    quarantined: dict[str, int]
 
 
 def _reports(engine: Engine, limit: int) -> list[DriftReportRow]:
@@ -130,4 +158,61 @@ def batches_ingested(engine: Engine) -> pd.DataFrame:
         rows = session.execute(query).all()
     return pd.DataFrame(
         [tuple(r) for r in rows], columns=["source", "batches", "rows", "first_at", "last_at"]
+    )
+
+
+def serving_history(engine: Engine, limit: int = 2_000) -> pd.DataFrame:
+    """One row per serving report, oldest first, newest ``limit`` at most
+    (columns :data:`SERVING_COLUMNS`).
+
+    ``n_rows`` served predictions were in the report's window, ``labelled_rows`` of them
+    had ground truth then, so ``label_coverage`` = labelled_rows / n_rows (0..1, NaN on
+    an empty window). ``estimated_accuracy`` is the champion's CBPE-estimated accuracy on
+    the window with its interval ``estimated_lower``..``estimated_upper`` and
+    ``reference_accuracy`` the accuracy of its calibration rows (all 0..1, NaN when
+    unknown; see :mod:`ia_continu.estimation`). ``realised_accuracy`` on ``realised_rows``
+    labelled rows is filled by a later cycle once the labels had ``IAC_LABEL_DELAY`` to
+    land: NaN / <NA> until then. ``data_drift`` / ``prediction_drift``: the serving window's
+    inputs / predicted classes and probabilities drifted from the champion's reference.
+    """
+    with Session(engine) as session:
+        rows = session.scalars(
+            select(ServingReportRow).order_by(ServingReportRow.created_at.desc()).limit(limit)
+        ).all()
+    frame = pd.DataFrame.from_records(
+        [{c: getattr(row, c, None) for c in SERVING_COLUMNS} for row in reversed(rows)],
+        columns=SERVING_COLUMNS,
+    )
+    floats = [c for c in SERVING_COLUMNS if "accuracy" in c or c.startswith("estimated_")]
+    frame = frame.astype(
+        {
+            "champion_version": "Int64",
+            "n_rows": "int64",
+            "labelled_rows": "int64",
+            "realised_rows": "Int64",
+            "data_drift": "bool",
+            "prediction_drift": "bool",
+            **dict.fromkeys(floats, "float64"),
+        }
+    )
+    # An empty window has no coverage rather than a division error.
+    frame["label_coverage"] = frame["labelled_rows"] / frame["n_rows"].where(frame["n_rows"] > 0)
+    return frame.astype({"label_coverage": "float64"})
+
+
+def label_status(engine: Engine) -> LabelStatus:
+    """Counts of served predictions and of their labels
+    (:func:`ia_continu.storage.served.label_counts`, the one owner of these counts).
+
+    ``served``: rows of ``served_predictions``; ``labelled``: those with a joined label;
+    ``unlabelled`` = served - labelled; ``quarantined``: labels kept aside and not yet
+    resolved, by reason (every key of :data:`ia_continu.storage.served.REASONS`, 0 when
+    none; an ``unknown_id`` label that later joined is resolved and not counted).
+    """
+    counts = served.label_counts(engine)
+    return LabelStatus(
+        served=counts.predictions,
+        labelled=counts.labelled,
+        unlabelled=counts.unlabelled,
+        quarantined=dict(counts.quarantined),
     )

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -20,8 +22,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from ia_continu.estimation import Calibrator, calibrator_from_dict
+
 CHAMPION = "champion"
 PREVIOUS = "previous"
+CALIBRATION_ARTIFACT = "calibration.json"
+# MLflow 3 saves scikit-learn models with skops, which refuses the node arrays of tree
+# models unless their types are trusted explicitly: our own estimators' trees are.
+SKOPS_TRUSTED_TYPES = [
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
 
 
 @dataclass(frozen=True)
@@ -195,8 +206,13 @@ def log_challenger(
     metrics: dict[str, float],
     tags: dict[str, str],
     lineage: dict[str, Any],
+    calibration: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     """Log a trained challenger as an MLflow run: params, metrics, model with signature.
+
+    ``lineage`` is logged as ``lineage.json``; ``calibration`` (CBPE's calibrator,
+    :func:`ia_continu.estimation.calibrator_to_dict`), when given, as
+    ``calibration.json`` (read back by :func:`load_calibrator`).
 
     Returns:
         ``(run_id, model_uri)``; the model is not registered yet.
@@ -208,6 +224,8 @@ def log_challenger(
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics(metrics)
         mlflow.log_dict(lineage, "lineage.json")
+        if calibration is not None:
+            mlflow.log_dict(calibration, CALIBRATION_ARTIFACT)
         # Explicit requirements: MLflow's inference spawns a subprocess (~10 s a model).
         info = mlflow.sklearn.log_model(
             model,
@@ -215,8 +233,47 @@ def log_challenger(
             signature=signature,
             input_example=input_example,
             pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
     return run.info.run_id, info.model_uri
+
+
+def load_calibrator(client_or_uri: MlflowClient | str, model_ref: ModelRef) -> Calibrator | None:
+    """CBPE's calibrator of ``model_ref``: ``calibration.json`` of the run that logged it.
+
+    None when the version has none: a model without ``predict_proba``, a held-out set
+    with a single outcome, a version registered before calibrators were logged, or a
+    file that cannot be read as a calibrator (logged as a warning). A missing
+    calibrator only means "no accuracy estimate": never a reason to fail a cycle.
+
+    Args:
+        client_or_uri: an MLflow client, or a tracking URI to build one from.
+        model_ref: the registered version (its ``run_id`` holds the artifact).
+
+    Raises:
+        mlflow.exceptions.MlflowException, OSError: the tracking server is unreachable
+            (transient: the flow's retries handle it).
+    """
+    mlflow_client = client(client_or_uri) if isinstance(client_or_uri, str) else client_or_uri
+    if model_ref.run_id is None:
+        return None
+    names = {a.path for a in mlflow_client.list_artifacts(model_ref.run_id)}
+    if CALIBRATION_ARTIFACT not in names:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow_client.download_artifacts(model_ref.run_id, CALIBRATION_ARTIFACT, tmp)
+        try:
+            return calibrator_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            logger.warning(
+                "{} version {}: {} of run {} unreadable, no accuracy estimate: {}",
+                model_ref.name,
+                model_ref.version,
+                CALIBRATION_ARTIFACT,
+                model_ref.run_id,
+                exc,
+            )
+            return None
 
 
 def register(

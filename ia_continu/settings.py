@@ -6,6 +6,7 @@ local MLflow server). Secrets are :class:`~pydantic.SecretStr` and never printed
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -53,7 +54,11 @@ class Settings(BaseSettings):
     registered_model_name: str = "ia-continu-classifier"
 
     # --- data source ---------------------------------------------------------------------
-    data_source: Literal["synthetic", "replay"] = "replay"
+    data_source: Literal["synthetic", "replay", "serving"] = Field(
+        "replay",
+        description="Where batches come from. serving: the API's labelled predictions "
+        "(ia_continu.serving_source), after IAC_SERVING_SEED_BATCHES seed batches.",
+    )
     batch_size: int = Field(336, ge=10, le=1_000_000, description="Rows per batch.")
     # synthetic
     synthetic_mode: SyntheticMode = "concept_drift"
@@ -76,6 +81,54 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Known labels of the target (comma list); a batch with another is "
         "quarantined. Empty: any label.",
+    )
+    # serving: the loop learns from what the API served, once ground truth has arrived
+    serving_seed_source: Literal["synthetic", "replay"] = Field(
+        "replay",
+        description="With IAC_DATA_SOURCE=serving: the source of the seed batches the first "
+        "champion is trained on; it also names the stream's columns (features, target).",
+    )
+    serving_seed_batches: int = Field(
+        1, ge=1, description="Batches taken from the seed source before serving traffic."
+    )
+    label_delay: timedelta = Field(
+        timedelta(seconds=60),
+        description="How long ground truth may take to arrive (seconds or ISO 8601, e.g. "
+        "PT2H): a serving batch only holds predictions at least this old.",
+    )
+    serving_window_rows: int | None = Field(
+        None,
+        ge=10,
+        description="Newest served predictions (labelled or not) compared with the "
+        "champion's reference window; unset: IAC_BATCH_SIZE.",
+    )
+    # ground truth (flows/ingest_labels.py, ia_continu.labels)
+    labels_dir: Path | None = Field(
+        None,
+        description="Inbox of label files (CSV or Parquet); unset: IAC_DATA_DIR/labels.",
+    )
+    labels_sql_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL queried for ground truth (with IAC_LABELS_SQL_QUERY)."
+    )
+    labels_sql_query: str | None = Field(
+        None,
+        description="SELECT returning the id and label columns; re-run each ingestion "
+        "(joining is idempotent).",
+    )
+    labels_id_column: str = Field("prediction_id", min_length=1)
+    labels_label_column: str = Field("label", min_length=1)
+    labels_settle_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="A label file modified more recently than this is still being written: "
+        "it waits for the next ingestion.",
+    )
+    estimation_warn_drop: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Warn (Discord) when the CBPE-estimated accuracy of the unlabelled "
+        "window is this far below the champion's reference accuracy.",
     )
     # batch validation at ingest (ia_continu.validation)
     min_batch_rows: int = Field(
@@ -204,6 +257,24 @@ class Settings(BaseSettings):
         "the next cycle (oldest dropped beyond); 0 keeps none.",
     )
 
+    @field_validator("label_delay", mode="before")
+    @classmethod
+    def _seconds_are_a_delay(cls, value: object) -> object:
+        # Env values are text: "90" means 90 s (pydantic reads only ISO 8601 / hh:mm:ss text).
+        if isinstance(value, str):
+            try:
+                return timedelta(seconds=float(value))
+            except ValueError:
+                return value
+        return value
+
+    @field_validator("label_delay")
+    @classmethod
+    def _delay_not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must be >= 0 seconds")
+        return value
+
     @field_validator("replay_categorical_columns", "replay_classes", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
@@ -257,6 +328,16 @@ class Settings(BaseSettings):
                 f"({self.batch_size}): every batch would be quarantined"
             )
         return self
+
+    @property
+    def resolved_labels_dir(self) -> Path:
+        """The label inbox: ``labels_dir`` or ``data_dir/labels``."""
+        return self.labels_dir or self.data_dir / "labels"
+
+    @property
+    def resolved_serving_window_rows(self) -> int:
+        """Rows of the unlabelled serving window: ``serving_window_rows`` or ``batch_size``."""
+        return self.serving_window_rows or self.batch_size
 
     @property
     def resolved_database_url(self) -> str:

@@ -356,11 +356,19 @@ class ReplaySource:
 
 
 def build_source(settings: Settings) -> BatchSource:
-    """The source named by ``IAC_DATA_SOURCE``, configured from ``settings``.
+    """The source named by ``IAC_DATA_SOURCE``, configured from ``settings``; ``serving``
+    gives :class:`ia_continu.serving_source.ServingStream` (seed batches only: served
+    batches are made by :func:`ia_continu.serving_source.ingest`).
 
     Raises:
         SourceConfigError: a replay setting names a missing file or column.
     """
+    if settings.data_source == "serving":
+        # The API's served traffic after the seed batches (imported here: it needs the
+        # database tables, a plain replay does not).
+        from ia_continu.serving_source import stream
+
+        return stream(settings)
     if settings.data_source == "synthetic":
         return SyntheticSource(
             mode=settings.synthetic_mode,

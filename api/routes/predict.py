@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +21,7 @@ from api.middleware import REQUEST_ID
 from api.schemas import BatchPredictionResponse, ErrorMessage, PredictionResponse
 from ia_continu.serving.champion import NonFiniteOutput
 from ia_continu.serving.prediction_log import PredictionRecord
+from ia_continu.serving.signature import Parsed
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 T = TypeVar("T")
@@ -73,12 +74,10 @@ def _public(error: Any) -> dict[str, Any]:
 
 
 async def _predict(
-    scoring: Scoring,
-    rows: list[dict[str, Any]],
-    arrays: dict[str, np.ndarray],
-    row_loc: tuple[str, ...],
+    scoring: Scoring, parsed: Parsed, row_loc: tuple[str, ...]
 ) -> tuple[list[Any], list[float] | None]:
     served = scoring.served
+    rows, arrays, ids = parsed
     try:
         if len(rows) >= scoring.settings.offload_rows:
             labels, probabilities = await asyncio.to_thread(served.predict, arrays)
@@ -109,6 +108,7 @@ async def _predict(
                 rows=rows,
                 labels=labels,
                 probabilities=probabilities,
+                ids=ids,
             )
         )
     return labels, probabilities
@@ -127,16 +127,20 @@ def _openapi(schema: str) -> dict[str, Any]:
     openapi_extra=_openapi("InputRow"),
 )
 async def predict_one(request: Request, scoring: ScoringDep) -> Response:
-    """Predict the class of one row: a JSON object with exactly the model's input columns."""
+    """Predict the class of one row: the model's input columns, optional `prediction_id`."""
     served = scoring.served
-    rows = await _parse(scoring, served.validator.validate_row, request)
-    labels, probabilities = await _predict(scoring, rows, served.validator.arrays(rows), ())
+    request_id = REQUEST_ID.get()
+    parsed = await _parse(
+        scoring, functools.partial(served.validator.parse_one, request_id=request_id), request
+    )
+    labels, probabilities = await _predict(scoring, parsed, ())
     body = {
+        "prediction_id": parsed.ids[0],
         "prediction": labels[0],
         "probability": probabilities[0] if probabilities is not None else None,
         "model_name": served.name,
         "model_version": served.version,
-        "request_id": REQUEST_ID.get(),
+        "request_id": request_id,
     }
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -150,15 +154,19 @@ async def predict_one(request: Request, scoring: ScoringDep) -> Response:
 async def predict_batch(request: Request, scoring: ScoringDep) -> Response:
     """Predict a batch ``{"rows": [row, ...]}`` (1 to IAC_API_MAX_BATCH_ROWS rows), in order."""
     served = scoring.served
-    rows, arrays = await _parse(scoring, served.validator.parse_batch, request)
-    labels, probabilities = await _predict(scoring, rows, arrays, ("rows",))
+    request_id = REQUEST_ID.get()
+    parsed = await _parse(
+        scoring, functools.partial(served.validator.parse_many, request_id=request_id), request
+    )
+    labels, probabilities = await _predict(scoring, parsed, ("rows",))
     probs = probabilities if probabilities is not None else [None] * len(labels)
     body = {
         "predictions": [
-            {"prediction": label, "probability": p} for label, p in zip(labels, probs, strict=True)
+            {"prediction_id": i, "prediction": label, "probability": p}
+            for i, label, p in zip(parsed.ids, labels, probs, strict=True)
         ],
         "model_name": served.name,
         "model_version": served.version,
-        "request_id": REQUEST_ID.get(),
+        "request_id": request_id,
     }
     return Response(orjson.dumps(body), media_type="application/json")

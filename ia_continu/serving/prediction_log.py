@@ -1,6 +1,10 @@
 """Prediction log: every served prediction written to the project database, off the
 request path.
 
+Each request's record is ``[unix_time_s, request_id, model_name, model_version, rows,
+labels, probabilities, ids]`` (:class:`PredictionRecord`); records written before ids
+were logged have the first 7 items only, and readers give them :func:`default_ids`.
+
 Requests hand a record to a bounded queue (:meth:`PredictionLog.offer`, never blocks);
 one writer thread drains it and inserts in batches. When the queue is full the
 record is dropped and counted: serving latency wins over logging completeness.
@@ -14,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -32,9 +36,28 @@ def _ignore(_rows: int) -> None:
     return None
 
 
+def default_ids(request_id: str, n_rows: int) -> list[str]:
+    """The prediction ids of a request whose client sent none: ``[request_id]`` for one
+    row, else ``request_id/0`` .. ``request_id/<n_rows - 1>``.
+
+    The API gives a one-row batch (POST /predict/batch) ``request_id/0``; only records
+    written before ids were logged (7-item records) rely on this rule.
+    """
+    if n_rows == 1:
+        return [request_id]
+    return [f"{request_id}/{i}" for i in range(n_rows)]
+
+
 @dataclass(frozen=True)
 class PredictionRecord:
-    """The predictions of one request (one or many rows); ``created_at`` in Unix seconds."""
+    """The predictions of one request (one or many rows); ``created_at`` in Unix seconds.
+
+    ``rows`` hold the model's input columns only; ``ids`` one prediction id per row
+    (empty: :func:`default_ids`).
+
+    Raises:
+        ValueError: ``ids``, ``labels`` or ``probabilities`` not one per row.
+    """
 
     created_at: float
     request_id: str
@@ -43,6 +66,24 @@ class PredictionRecord:
     rows: list[dict[str, Any]]
     labels: list[Any]
     probabilities: list[float] | None
+    ids: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.rows)
+        if not self.ids:
+            object.__setattr__(self, "ids", default_ids(self.request_id, n))
+        if not len(self.ids) == len(self.labels) == n or (
+            self.probabilities is not None and len(self.probabilities) != n
+        ):
+            raise ValueError(
+                f"request {self.request_id}: {n} rows but {len(self.ids)} ids, "
+                f"{len(self.labels)} labels"
+                + (
+                    ""
+                    if self.probabilities is None
+                    else f", {len(self.probabilities)} probabilities"
+                )
+            )
 
 
 @dataclass(frozen=True)
@@ -282,6 +323,7 @@ class PredictionLog:
                     r.rows,
                     r.labels,
                     r.probabilities,
+                    r.ids,
                 ]
                 for r in records
             ],
@@ -303,9 +345,10 @@ def load_predictions(
 
     Returns:
         One row per prediction: the input columns, then ``prediction``,
-        ``probability``, ``model_name``, ``model_version``, ``request_id`` and
-        ``created_at`` (UTC). Empty frame if none. This is the serving traffic the drift
-        detection can compare with the reference window.
+        ``probability``, ``model_name``, ``model_version``, ``request_id``,
+        ``prediction_id`` and ``created_at`` (UTC). Empty frame if none. This is the
+        serving traffic the drift detection can compare with the reference window.
+        Records logged before ids were (7 items) get :func:`default_ids`.
     """
     query = select(PredictionLogRow.records).order_by(PredictionLogRow.id.desc())
     if since is not None:
@@ -315,10 +358,14 @@ def load_predictions(
     with Session(engine) as session:
         for records in session.scalars(query):
             chunk = []
-            for created, request_id, model_name, version, rows, labels, probabilities in records:
+            for record in records:
+                created, request_id, model_name, version, rows, labels, probabilities = record[:7]
                 if created <= after:
                     continue
-                for i, (row, label) in enumerate(zip(rows, labels, strict=True)):
+                ids = record[7] if len(record) > 7 else default_ids(request_id, len(rows))
+                for i, (row, label, prediction_id) in enumerate(
+                    zip(rows, labels, ids, strict=True)
+                ):
                     chunk.append(
                         {
                             **row,
@@ -327,6 +374,7 @@ def load_predictions(
                             "model_name": model_name,
                             "model_version": version,
                             "request_id": request_id,
+                            "prediction_id": prediction_id,
                             "created_at": datetime.fromtimestamp(created, UTC),
                         }
                     )

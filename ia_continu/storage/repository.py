@@ -1,4 +1,4 @@
-"""Reads and writes of batches and drift reports. Every write is one transaction.
+"""Reads and writes of batches, drift and serving reports. Every write is one transaction.
 
 Batches are validated before anything is written (``ia_continu.validation``): a batch
 that fails goes to ``quarantined_batches`` instead of ``batches``, taking its stream
@@ -11,17 +11,23 @@ import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ia_continu.concept_drift import BatchScore, ErrorCount
 from ia_continu.sources import BatchSource
-from ia_continu.storage.tables import BatchRow, DriftReportRow, QuarantinedBatchRow
+from ia_continu.storage.tables import (
+    BatchRow,
+    DriftReportRow,
+    QuarantinedBatchRow,
+    ServedPredictionRow,
+    ServingReportRow,
+)
 from ia_continu.validation import MAX_STORED_FAILURES, validate_batch
 
 
@@ -419,3 +425,164 @@ def get_drift_report(engine: Engine, report_id: str) -> dict[str, Any]:
             "mlflow_run_id": row.mlflow_run_id,
             "report": row.report,
         }
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def save_serving_report(
+    engine: Engine,
+    *,
+    source: str,
+    champion_version: int | None,
+    window_start: datetime,
+    window_end: datetime,
+    n_rows: int,
+    labelled_rows: int,
+    estimated_accuracy: float | None,
+    estimated_lower: float | None,
+    estimated_upper: float | None,
+    reference_accuracy: float | None,
+    data_drift: bool,
+    prediction_drift: bool,
+    report: dict[str, Any],
+    report_id: str | None = None,
+    created_at: datetime | None = None,
+) -> str:
+    """Store a serving report (``serving_reports``) and return its id (a UUID hex string).
+
+    ``window_start``/``window_end`` bound the ``served_at`` of the window's ``n_rows``
+    predictions, ``labelled_rows`` of which had ground truth; accuracies are 0..1.
+    ``realised_accuracy`` is left null for :func:`fill_realised_accuracy`. Passing the
+    same ``report_id`` twice stores it once (idempotent retries).
+    """
+    report_id = report_id or uuid.uuid4().hex
+    with Session(engine) as session:
+        if session.get(ServingReportRow, report_id) is not None:
+            return report_id
+        session.add(
+            ServingReportRow(
+                id=report_id,
+                created_at=created_at or datetime.now(UTC),
+                source=source,
+                champion_version=champion_version,
+                window_start=_utc(window_start),
+                window_end=_utc(window_end),
+                n_rows=n_rows,
+                labelled_rows=labelled_rows,
+                estimated_accuracy=estimated_accuracy,
+                estimated_lower=estimated_lower,
+                estimated_upper=estimated_upper,
+                reference_accuracy=reference_accuracy,
+                data_drift=data_drift,
+                prediction_drift=prediction_drift,
+                report=report,
+            )
+        )
+        session.commit()
+    return report_id
+
+
+def fill_realised_accuracy(
+    engine: Engine, label_delay: timedelta, now: datetime | None = None
+) -> int:
+    """Write the realised accuracy of serving reports whose labels have had time to land.
+
+    A report qualifies once ``window_end <= now - label_delay`` and while its
+    ``realised_rows`` is null (never filled). Its realised accuracy is the share of the
+    labelled predictions served in ``[window_start, window_end]`` (by the report's
+    champion version, when it names one: the predictions the estimate was about) whose
+    served ``prediction`` equals the joined ``label`` (both text).
+    ``realised_rows`` is the number of those labelled predictions; with none,
+    ``realised_rows`` is 0 and ``realised_accuracy`` stays null ("no label came"). Each
+    report is filled once: a label landing after ``label_delay`` does not change it, so
+    the figure is the one the delay promised. All updates are one transaction; a
+    second call changes nothing (idempotent).
+
+    Args:
+        engine: the project database.
+        label_delay: how long labels may take (``IAC_LABEL_DELAY``).
+        now: the time to judge by (default: now, UTC).
+
+    Returns:
+        Number of reports filled by this call.
+    """
+    cutoff = _utc(now or datetime.now(UTC)) - label_delay
+    labelled = ServedPredictionRow.label.is_not(None)
+    right = func.sum(
+        case((ServedPredictionRow.prediction == ServedPredictionRow.label, 1), else_=0)
+    )
+    filled = 0
+    with Session(engine) as session:
+        due = session.scalars(
+            select(ServingReportRow)
+            .where(ServingReportRow.realised_rows.is_(None))
+            .where(ServingReportRow.window_end <= cutoff)
+            .order_by(ServingReportRow.created_at)
+        ).all()
+        for row in due:
+            query = (
+                select(func.count(), right)
+                .where(labelled)
+                .where(ServedPredictionRow.served_at >= row.window_start)
+                .where(ServedPredictionRow.served_at <= row.window_end)
+            )
+            if row.champion_version is not None:
+                query = query.where(ServedPredictionRow.model_version == row.champion_version)
+            count, correct = session.execute(query).one()
+            row.realised_rows = int(count or 0)
+            row.realised_accuracy = int(correct or 0) / count if count else None
+            filled += 1
+        session.commit()
+    return filled
+
+
+def _serving_report(row: ServingReportRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "created_at": _utc(row.created_at).isoformat(),
+        "source": row.source,
+        "champion_version": row.champion_version,
+        "window_start": _utc(row.window_start).isoformat(),
+        "window_end": _utc(row.window_end).isoformat(),
+        "n_rows": row.n_rows,
+        "labelled_rows": row.labelled_rows,
+        "estimated_accuracy": row.estimated_accuracy,
+        "estimated_lower": row.estimated_lower,
+        "estimated_upper": row.estimated_upper,
+        "reference_accuracy": row.reference_accuracy,
+        "realised_accuracy": row.realised_accuracy,
+        "realised_rows": row.realised_rows,
+        "data_drift": row.data_drift,
+        "prediction_drift": row.prediction_drift,
+        "report": row.report,
+    }
+
+
+def serving_reports(
+    engine: Engine,
+    limit: int = 20,
+    *,
+    source: str | None = None,
+    realised_only: bool = False,
+) -> list[dict[str, Any]]:
+    """The newest serving reports, newest first, as JSON-ready dicts.
+
+    Args:
+        engine: the project database.
+        limit: most reports returned.
+        source: only this stream's reports (default: all).
+        realised_only: only reports whose realised accuracy is known.
+
+    Returns:
+        Dicts with every ``serving_reports`` column (times as ISO 8601 UTC text).
+    """
+    query = select(ServingReportRow).order_by(ServingReportRow.created_at.desc()).limit(limit)
+    if source is not None:
+        query = query.where(ServingReportRow.source == source)
+    if realised_only:
+        query = query.where(ServingReportRow.realised_accuracy.is_not(None))
+    with Session(engine) as session:
+        return [_serving_report(r) for r in session.scalars(query).all()]

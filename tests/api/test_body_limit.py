@@ -67,9 +67,10 @@ def test_big_valid_batches_are_parsed_in_a_thread_with_the_same_answers(
         TestClient(make_app(auth="disabled", offload_bytes=10**9)) as inline,
     ):
         body = {"rows": ROWS}
+        same_id = {"X-Request-ID": "same"}  # the default prediction ids derive from it
         assert (
-            threaded.post("/predict/batch", json=body).json()["predictions"]
-            == (inline.post("/predict/batch", json=body).json()["predictions"])
+            threaded.post("/predict/batch", json=body, headers=same_id).json()["predictions"]
+            == (inline.post("/predict/batch", json=body, headers=same_id).json()["predictions"])
         )
         bad = [dict(r) for r in ROWS]
         bad[1_500]["transfer"] = "n/a"

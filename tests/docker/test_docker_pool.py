@@ -101,6 +101,7 @@ def test_continuous_training_runs_inside_a_container(
     api.__enter__()
     request.addfinalizer(lambda: api.__exit__(None, None, None))
     asyncio.run(_pause_schedules_and_clear(DEPLOYMENT))
+    asyncio.run(_pause_schedules_and_clear("ingest_labels/ingest-labels-docker"))
     deployment = asyncio.run(_read_deployment(DEPLOYMENT))
     variables = deployment.job_variables
     assert variables["image"] == FLOWS_IMAGE

@@ -219,6 +219,11 @@ def _set_interval(loop: Loop, seconds: int) -> None:
         await client.create_deployment_schedules(
             deployment.id, [(IntervalSchedule(interval=timedelta(seconds=seconds)), True)]
         )
+        # The label ingestion's own 10 s schedule would share the pool's two slots: these
+        # faults are about the training cycle's schedule alone.
+        labels = await client.read_deployment_by_name("ingest_labels/ingest-labels")
+        for schedule in await client.read_deployment_schedules(labels.id):
+            await client.update_deployment_schedule(labels.id, schedule.id, active=False)
         for run in await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=Types(any_=[StateType.SCHEDULED]), name=None)

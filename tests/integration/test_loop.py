@@ -100,6 +100,7 @@ def test_deployed_loop_detects_drift_promotes_and_notifies(
         api.__enter__()
         request.addfinalizer(lambda: api.__exit__(None, None, None))
         asyncio.run(_pause_schedules_and_clear("continuous_training/continuous-training"))
+        asyncio.run(_pause_schedules_and_clear("ingest_labels/ingest-labels"))
         worker = spawn(
             [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
             stack.home / "worker.log",

@@ -14,6 +14,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "infra" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "ia-continu.json"
+#: What the serving cycles push (issue 13), each drawn by the "Serving traffic" row.
+SERVING_METRICS = {
+    "iac_estimated_accuracy",
+    "iac_estimated_accuracy_lower",
+    "iac_estimated_accuracy_upper",
+    "iac_realised_accuracy",
+    "iac_label_coverage",
+    "iac_serving_drift",
+    "iac_prediction_drift",
+}
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +101,10 @@ def test_the_panels_the_operator_needs(board: dict[str, Any]) -> None:
         "Requests per second by status",
         "Latency percentiles (/predict)",
         "Model version over time",
+        "Serving traffic",
+        "Estimated vs realised accuracy",
+        "Label coverage",
+        "Serving drift",
     } <= titles
     names = {a["name"] for a in board["annotations"]["list"]}
     assert "Retrains" in names
@@ -122,6 +136,17 @@ def _produced_metrics() -> set[str]:
     flow_metrics.champion_metrics(registry, 2)
     flow_metrics.run_metrics(registry, 1.0, succeeded=True)
     flow_metrics.notification_metrics(registry, {"delivered": 1}, 0)
+    serving = {
+        "status": "reported",
+        "estimated_accuracy": 0.8,
+        "estimated_lower": 0.75,
+        "estimated_upper": 0.85,
+        "realised_accuracy": 0.79,
+        "label_coverage": 0.4,
+        "data_drift": True,
+        "prediction_drift": False,
+    }
+    flow_metrics.serving_metrics(serving, registry)
     failed = CollectorRegistry()
     flow_metrics.run_metrics(failed, 1.0, succeeded=False)
     families = [*registry.collect(), *failed.collect(), *REGISTRY.collect()]
@@ -142,6 +167,35 @@ def test_every_iac_metric_queried_is_one_the_project_exports(board: dict[str, An
     unknown = {n for n in queried if n not in produced and re.sub(suffixes, "", n) not in produced}
     assert not unknown, unknown
     assert {"iac_champion_reference_accuracy", "iac_concept_drift_p_value"} <= queried
+    assert SERVING_METRICS <= queried
+
+
+def test_serving_band_fills_between_its_own_bounds(board: dict[str, Any]) -> None:
+    """The interval band is Grafana's ``fillBelowTo`` from the upper to the lower series:
+    both must be display names of the panel's own queries, or the band is not drawn."""
+    panel = next(p for p in board["panels"] if p["title"] == "Estimated vs realised accuracy")
+    legends = {t["legendFormat"] for t in panel["targets"]}
+    fills = [
+        (o["matcher"]["options"], prop["value"])
+        for o in panel["fieldConfig"]["overrides"]
+        for prop in o["properties"]
+        if prop["id"] == "custom.fillBelowTo"
+    ]
+    assert fills == [("upper bound", "lower bound")]
+    assert {"upper bound", "lower bound", "estimated", "realised"} == legends
+    exprs = {t["legendFormat"]: t["expr"] for t in panel["targets"]}
+    assert exprs["upper bound"].startswith("iac_estimated_accuracy_upper{")
+    assert exprs["lower bound"].startswith("iac_estimated_accuracy_lower{")
+
+
+def test_serving_panels_sit_in_their_row(board: dict[str, Any]) -> None:
+    """Grafana gives a non-collapsed row the panels that follow it, up to the next row."""
+    titles = [p["title"] for p in board["panels"]]
+    start = titles.index("Serving traffic")
+    following = titles[start + 1 :]
+    rows = [p["title"] for p in board["panels"][start + 1 :] if p["type"] == "row"]
+    mine = following[: following.index(rows[0])] if rows else following
+    assert set(mine) == {"Estimated vs realised accuracy", "Label coverage", "Serving drift"}
 
 
 def test_provider_points_where_compose_mounts_the_dashboards() -> None:

@@ -1,17 +1,22 @@
-"""Model page: champion and previous with metrics, charts from the drift history, and a
-rollback that needs a confirmation."""
+"""Model page: champion and previous with metrics, charts from the drift history, a
+rollback that needs a confirmation, and the serving traffic (estimated vs realised
+accuracy, label coverage, label status) when the loop learns from served predictions."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
 from ia_continu import registry
 from ia_continu.storage.schema import get_engine
 from tests.ui.conftest import open_page
+from tests.unit.test_history_serving import store_labels, store_serving_reports
 from tests.utils.history import store_cycles
 
 TIMEOUT = 60
@@ -65,6 +70,8 @@ def test_aliases_charts_and_rollback(model_env: str, champion_tags: None, tmp_pa
     fields = {layer["encoding"]["y"]["field"] for layer in accuracy_chart["layer"][:2]}
     assert fields == {"accuracy", "reference_accuracy"}
     assert app.metric[0].value == "3 batches"
+    assert "Serving traffic" in headers  # the section says why it is empty
+    assert any("No serving report yet" in i.value for i in app.info)
 
     rollback = app.button(key="rollback")
     assert rollback.disabled  # nothing happens before the confirmation
@@ -83,6 +90,7 @@ def test_empty_project_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert not app.exception
     infos = " ".join(i.value for i in app.info)
     assert "No `champion` yet" in infos and "No drift report yet" in infos
+    assert "No serving report yet" in infos
 
 
 def test_versions_registered_before_issue_12_describe_what_they_have() -> None:
@@ -92,3 +100,51 @@ def test_versions_registered_before_issue_12_describe_what_they_have() -> None:
     assert bare.describe() == ""
     old = AliasInfo("previous", 1, None, 0.8, {}, None)
     assert old.describe() == "validation accuracy 0.800"
+
+
+def _chart_data(proto: Any) -> pd.DataFrame:
+    """The one data set Streamlit sent with an Altair chart (Arrow IPC bytes)."""
+    (dataset,) = proto.datasets
+    return convert_arrow_bytes_to_pandas_df(dataset.data.data)
+
+
+def test_serving_traffic_estimated_vs_realised_and_label_status(
+    model_env: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "state"
+    _history(data_dir)
+    engine = get_engine(f"sqlite:///{(data_dir / 'ia_continu.db').resolve()}")
+    store_serving_reports(
+        engine, [(80, 0.84, 0.83, False), (40, 0.78, 0.75, True), (0, 0.7, None, False)]
+    )
+    store_labels(engine, served=30, labelled=12)
+    app = open_page("model", TIMEOUT).run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert "Serving traffic" in [h.value for h in app.subheader]
+    assert not any("No serving report yet" in i.value for i in app.info)
+    elements = app.get("vega_lite_chart")
+    charts = [json.loads(c.proto.spec) for c in elements]
+    assert len(charts) == 4  # accuracy, drift heatmap, serving accuracy, label coverage
+    serving, coverage = charts[2], charts[3]
+    band, estimated, realised, reference, drifts = serving["layer"]
+    assert estimated["encoding"]["y"]["field"] == "estimated_accuracy"
+    assert band["mark"]["type"] == "area"
+    assert (band["encoding"]["y"]["field"], band["encoding"]["y2"]["field"]) == (
+        "estimated_lower",
+        "estimated_upper",
+    )
+    assert realised["encoding"]["y"]["field"] == "realised_accuracy"
+    assert reference["encoding"]["y"]["field"] == "reference_accuracy"
+    assert drifts["mark"]["type"] == "rule"
+    # The charts carry the stored reports, oldest first.
+    rows = _chart_data(elements[2].proto)
+    assert rows["estimated_accuracy"].tolist() == [0.84, 0.78, 0.7]
+    assert rows["realised_accuracy"].tolist()[:2] == [0.83, 0.75]
+    assert rows["realised_accuracy"].isna().tolist() == [False, False, True]
+    assert coverage["encoding"]["y"]["field"] == "label_coverage"
+    assert _chart_data(elements[3].proto)["label_coverage"].tolist() == [0.8, 0.4, 0.0]
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["served"] == "30" and metrics["labelled"] == "12"
+    assert metrics["unlabelled"] == "18"
+    assert metrics["quarantined: unknown_id"] == "1"  # the resolved one is not counted
+    assert metrics["quarantined: conflict"] == "1" and metrics["quarantined: invalid"] == "3"

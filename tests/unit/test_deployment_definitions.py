@@ -29,7 +29,7 @@ def test_each_flow_has_one_process_and_one_docker_deployment(
 ) -> None:
     process = {d["entrypoint"]: d for d in deployments if not d["name"].endswith(DOCKER_SUFFIX)}
     docker = {d["entrypoint"]: d for d in deployments if d["name"].endswith(DOCKER_SUFFIX)}
-    assert set(process) == set(docker) and len(process) == 5
+    assert set(process) == set(docker) and len(process) == 6
     for entrypoint, local in process.items():
         remote = docker[entrypoint]
         assert remote["name"] == local["name"] + DOCKER_SUFFIX
@@ -67,12 +67,20 @@ def test_docker_deployments_build_a_local_image_and_never_pull(
     assert top["build"] is None and top["push"] is None
 
 
-def test_only_continuous_training_is_scheduled(deployments: list[dict[str, Any]]) -> None:
-    scheduled = {d["name"] for d in deployments if d.get("schedules")}
-    assert scheduled == {"continuous-training", "continuous-training-docker"}
-    for deployment in deployments:
-        for schedule in deployment.get("schedules", []):
-            assert schedule["interval"] == 30
+def test_only_the_loop_and_label_ingestion_are_scheduled(
+    deployments: list[dict[str, Any]],
+) -> None:
+    intervals = {
+        d["name"]: [s["interval"] for s in d["schedules"]]
+        for d in deployments
+        if d.get("schedules")
+    }
+    assert intervals == {
+        "continuous-training": [30],
+        "continuous-training-docker": [30],
+        "ingest-labels": [10],
+        "ingest-labels-docker": [10],
+    }
 
 
 def test_bootstrap_picks_one_set_by_pool_type() -> None:
@@ -80,7 +88,9 @@ def test_bootstrap_picks_one_set_by_pool_type() -> None:
     assert "continuous_training/continuous-training" in process
     assert "continuous_training/continuous-training-docker" in docker
     assert not set(process) & set(docker)
-    assert len(process) == len(docker) == 5
+    assert "ingest_labels/ingest-labels" in process
+    assert "ingest_labels/ingest-labels-docker" in docker
+    assert len(process) == len(docker) == 6
 
 
 def test_bootstrap_refuses_a_sqlite_database_for_a_docker_pool() -> None:

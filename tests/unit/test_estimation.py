@@ -21,8 +21,12 @@ from bench.cbpe import Variant, run_variant, summarize, synthetic_covariate_stre
 from ia_continu.estimation import (
     AccuracyEstimate,
     Calibrator,
+    ReferenceOutputs,
+    calibrator_from_dict,
+    calibrator_to_dict,
     estimate_accuracy,
     fit_calibrator,
+    top_class_outputs,
     top_class_probability,
 )
 
@@ -256,6 +260,78 @@ def test_estimate_rejects_bad_probabilities(probabilities: Any, match: str) -> N
     calibrator = fit_calibrator(GOOD_P, GOOD_C)
     with pytest.raises(ValueError, match=match):
         estimate_accuracy(calibrator, probabilities)
+
+
+# --------------------------------------------------------------------------------------
+# Reference outputs: the out-of-sample outputs kept with the calibrator
+# --------------------------------------------------------------------------------------
+
+
+def test_top_class_outputs_match_predict_and_serve_labels_as_text() -> None:
+    model, _, rng = _world()
+    x, _ = _draw(rng, 300)
+    outputs = top_class_outputs(model.predict_proba(x), model.classes_)
+    assert list(outputs.prediction) == [str(int(v)) for v in model.predict(x)]
+    assert np.array_equal(outputs.probability, model.predict_proba(x).max(axis=1))
+    assert all(type(p) is str for p in outputs.prediction)
+    assert all(type(p) is float for p in outputs.probability)
+    # Text labels, three classes, and a first-wins tie as scikit-learn's predict.
+    three = top_class_outputs([[0.2, 0.5, 0.3], [0.4, 0.4, 0.2]], np.array(["a", "b", "c"]))
+    assert three == ReferenceOutputs(prediction=("b", "a"), probability=(0.5, 0.4))
+    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
+        top_class_outputs([[0.5, 0.5]], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="sum to 1"):
+        top_class_outputs([[0.5, 0.7]], [0, 1])
+
+
+def test_reference_outputs_round_trip_with_the_calibrator() -> None:
+    model, _, rng = _world()
+    x, y = _draw(rng, 400)
+    proba = model.predict_proba(x)
+    outputs = top_class_outputs(proba, model.classes_)
+    calibrator = fit_calibrator(proba, model.predict(x) == y, reference_outputs=outputs)
+    assert calibrator.reference_outputs is outputs
+    data = json.loads(json.dumps(calibrator_to_dict(calibrator)))
+    assert data["reference_outputs"] == {
+        "prediction": list(outputs.prediction),
+        "probability": list(outputs.probability),
+    }
+    back = calibrator_from_dict(data)
+    assert back.reference_outputs == outputs  # bit for bit through JSON
+    assert back.n_reference == len(outputs) == 400
+    # Without outputs: the key is absent (older readers see the old format) and a file
+    # without it reads back with none.
+    bare = calibrator_to_dict(fit_calibrator(proba, model.predict(x) == y))
+    assert "reference_outputs" not in bare
+    assert calibrator_from_dict(bare).reference_outputs is None
+    with pytest.raises(ValueError, match="reference_outputs must hold 400 rows"):
+        fit_calibrator(
+            proba,
+            model.predict(x) == y,
+            reference_outputs=ReferenceOutputs(("1",), (0.9,)),
+        )
+
+
+@pytest.mark.parametrize(
+    ("outputs", "match"),
+    [
+        ([1, 2], "must be a JSON object"),
+        ({"prediction": ["1", "0"]}, "missing field 'reference_outputs.probability'"),
+        ({"prediction": [1, 0], "probability": [0.9, 0.8]}, "list of texts"),
+        ({"prediction": ["1", "0"], "probability": ["0.9", 0.8]}, "list of numbers"),
+        ({"prediction": ["1", "0"], "probability": [True, 0.8]}, "list of numbers"),
+        ({"prediction": ["1", "0"], "probability": [0.9]}, "one length"),
+        ({"prediction": [], "probability": []}, "non-empty"),
+        ({"prediction": ["1", "0"], "probability": [0.9, 1.5]}, r"\[0, 1\]"),
+        ({"prediction": ["1", "0", "1"], "probability": [0.9, 0.8, 0.7]}, "n_reference says 2"),
+    ],
+)
+def test_malformed_reference_outputs_are_refused_naming_the_field(outputs: Any, match: str) -> None:
+    data = calibrator_to_dict(fit_calibrator([0.6, 0.9], [0, 1]))
+    good = {**data, "reference_outputs": {"prediction": ["1", "0"], "probability": [0.6, 0.9]}}
+    assert calibrator_from_dict(good).reference_outputs == ReferenceOutputs(("1", "0"), (0.6, 0.9))
+    with pytest.raises(ValueError, match=match):
+        calibrator_from_dict({**data, "reference_outputs": outputs})
 
 
 # --------------------------------------------------------------------------------------

@@ -428,3 +428,22 @@ def test_scheduled_challenge_reference_and_window_lineage_through_the_database(
         engine, scheduled.report["source"], version, head=2, tail=2
     )
     assert [s.batch_id for s in scores] == [*served[:2], *served[-2:]]
+
+
+@pytest.mark.parametrize("estimator", ["random_forest", "hist_gradient_boosting"])
+def test_tree_estimators_are_registered_loaded_back_and_promoted(
+    settings: Settings, estimator: str
+) -> None:
+    # MLflow 3 saves with skops, which refused tree models before their types were trusted.
+    settings = settings.model_copy(update={"estimator": estimator})
+    first = _run_cycle(settings)
+    assert first.outcome is not None and first.outcome["promoted"], first.outcome
+    mlflow_client = registry.client(settings.mlflow_tracking_uri)
+    champion = _champion(mlflow_client, settings.registered_model_name)
+    model = registry.load_fresh(mlflow_client, champion.name, champion.version)
+    batch = SyntheticSource(batch_size=20).batch(3)
+    assert len(model.predict(batch[["feature1", "feature2"]])) == 20
+    assert type(model.steps[-1][1]).__name__ in {
+        "RandomForestClassifier",
+        "HistGradientBoostingClassifier",
+    }

@@ -19,7 +19,7 @@ from ia_continu.storage.schema import alembic_config, get_engine, upgrade
 from ia_continu.storage.tables import BatchRow, DriftReportRow
 from tests.utils.race import migrate_concurrently
 
-HEAD = "0003"  # bump with each new revision: a forgotten revision fails here
+HEAD = "0004"  # bump with each new revision: a forgotten revision fails here
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Model page: champion and previous with their metrics, rollback with confirmation, and
 the loop over time: accuracy per batch against the champion's reference accuracy, with
-retrains and promotions, drift per feature, batches ingested."""
+retrains and promotions, drift per feature, batches ingested; and, when the loop learns
+from served traffic, the champion's estimated accuracy (with its interval) against the
+accuracy realised once labels arrived, the label coverage and the label status."""
 
 from __future__ import annotations
 
@@ -35,6 +37,12 @@ def _history(limit: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         history.feature_drift(engine, limit),
         history.batches_ingested(engine),
     )
+
+
+@st.cache_data(ttl=settings.cache_seconds, show_spinner=False)
+def _serving(limit: int) -> tuple[pd.DataFrame, history.LabelStatus]:
+    engine = get_engine(core.resolved_database_url)
+    return history.serving_history(engine, limit), history.label_status(engine)
 
 
 try:
@@ -155,3 +163,93 @@ else:
             f"{int(row['rows'])} rows",
             delta_color="off",
         )
+
+st.subheader("Serving traffic")
+try:
+    serving, labels = _serving(settings.history_limit)
+except Exception as exc:  # database unreachable
+    st.error(f"Project database unreachable: {type(exc).__name__}: {exc}")
+    st.stop()
+if serving.empty:
+    st.info(
+        "No serving report yet: with `IAC_DATA_SOURCE=serving` each cycle estimates the "
+        "champion's accuracy on the predictions the API served."
+    )
+else:
+    # Stored times are naive UTC: a UTC scale shows them as such in any browser.
+    when = alt.X("created_at:T", title="serving report (UTC)", scale=alt.Scale(type="utc"))
+    reported = alt.Tooltip(
+        "created_at:T", timeUnit="utcyearmonthdatehoursminutesseconds", title="report (UTC)"
+    )
+    base = alt.Chart(serving).encode(x=when)
+    tooltip: list[alt.Tooltip | str] = [
+        reported,
+        "champion_version",
+        alt.Tooltip("estimated_accuracy:Q", format=".3f"),
+        alt.Tooltip("estimated_lower:Q", format=".3f"),
+        alt.Tooltip("estimated_upper:Q", format=".3f"),
+        alt.Tooltip("realised_accuracy:Q", format=".3f"),
+        "realised_rows",
+        "data_drift",
+        "prediction_drift",
+    ]
+    band = base.mark_area(opacity=0.25).encode(
+        y=alt.Y("estimated_lower:Q", title="accuracy", scale=alt.Scale(zero=False)),
+        y2="estimated_upper:Q",
+    )
+    estimated = base.mark_line(point=True).encode(
+        y=alt.Y("estimated_accuracy:Q", title="accuracy"), tooltip=tooltip
+    )
+    realised = (
+        base.transform_filter("isValid(datum.realised_accuracy)")
+        .mark_line(point=True, color="black")
+        .encode(y=alt.Y("realised_accuracy:Q", title="accuracy"), tooltip=tooltip)
+    )
+    reference = base.mark_line(color="gray", strokeDash=[2, 2]).encode(
+        y=alt.Y("reference_accuracy:Q", title="accuracy"),
+        tooltip=["champion_version", "reference_accuracy"],
+    )
+    drifts = (
+        base.transform_filter("datum.data_drift || datum.prediction_drift")
+        .mark_rule(color="red", strokeDash=[4, 3])
+        .encode(tooltip=tooltip)
+    )
+    st.altair_chart(band + estimated + realised + reference + drifts, use_container_width=True)
+    st.caption(
+        "Blue: the champion's accuracy estimated from its calibrated probabilities (CBPE), "
+        "with its interval shaded; black: the accuracy realised on the same window once its "
+        "labels arrived (after `IAC_LABEL_DELAY`); grey dotted: the accuracy on the "
+        "champion's calibration rows. Red dashes: the served inputs or predictions drifted."
+    )
+    coverage = (
+        alt.Chart(serving)
+        .mark_line(point=True)
+        .encode(
+            x=when,
+            y=alt.Y(
+                "label_coverage:Q",
+                title="label coverage",
+                axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1]),
+            ),
+            tooltip=[
+                reported,
+                "n_rows",
+                "labelled_rows",
+                alt.Tooltip("label_coverage:Q", format=".1%"),
+            ],
+        )
+    )
+    st.altair_chart(coverage, use_container_width=True)
+    st.caption("Share of each serving window's predictions that had a label when it was read.")
+    served = [(name, labels[name]) for name in ("served", "labelled", "unlabelled")]
+    quarantined = [(f"quarantined: {k}", n) for k, n in labels["quarantined"].items()]
+    for counts in (served, quarantined):
+        for column, (name, count) in zip(st.columns(len(counts)), counts, strict=True):
+            with column:
+                st.metric(name, f"{count:,}")
+    st.caption(
+        "Quarantined labels are kept aside, not joined: `unknown_id` (no served prediction "
+        "with that id yet, retried at each ingestion), `conflict` (the prediction already has "
+        "another label), `invalid` (missing or malformed id or label)."
+    )
