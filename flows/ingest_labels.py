@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -11,7 +12,7 @@ from flows.retries import IO_RETRIES
 from ia_continu import labels
 from ia_continu.settings import get_settings
 from ia_continu.storage.schema import get_engine
-from ia_continu.storage.served import JoinResult
+from ia_continu.storage.served import JoinResult, prune_served
 
 
 @task(name="ingest-label-inbox", **IO_RETRIES)
@@ -32,6 +33,16 @@ def ingest_label_sql() -> JoinResult:
     return labels.ingest_sql(settings, get_engine(settings.resolved_database_url))
 
 
+@task(name="prune-served-predictions", **IO_RETRIES)
+def prune_served_predictions() -> int:
+    """Delete batched served predictions older than ``IAC_SERVED_RETENTION_HOURS``."""
+    settings = get_settings()
+    if not settings.served_retention_hours:
+        return 0
+    cutoff = datetime.now(UTC) - timedelta(hours=settings.served_retention_hours)
+    return prune_served(get_engine(settings.resolved_database_url), cutoff)
+
+
 @flow(name="ingest_labels", on_failure=[notify_failure])
 def ingest_labels() -> dict[str, Any]:
     """Join the ground truth that arrived since the last run to the served predictions.
@@ -40,7 +51,8 @@ def ingest_labels() -> dict[str, Any]:
         ``files_processed``, ``files_rejected``, ``files_waiting``, ``files_already_seen``
         and the join counts (``rows``, ``joined``, ``duplicates``, ``conflicts``,
         ``unknown``, ``invalid``, ``resolved``) over the inbox and the SQL source, plus
-        the per-file detail (``files``), ``indexed`` and ``sql`` (None when not set).
+        the per-file detail (``files``), ``indexed``, ``sql`` (None when not set) and
+        ``pruned`` (served predictions deleted by the retention).
     """
     logger = get_run_logger()
     inbox = ingest_label_inbox()
@@ -58,6 +70,7 @@ def ingest_labels() -> dict[str, Any]:
         "already_seen": summary["already_seen"],
         "indexed": summary["index"],
         "sql": sql.to_dict() if sql is not None else None,
+        "pruned": prune_served_predictions(),
     }
     kept_aside = labels.summarise(inbox.files)
     if sql is not None and sql.quarantined:

@@ -97,17 +97,7 @@ def ingest(settings: Settings, ingest_key: str | None = None) -> dict[str, Any]:
         ingest_key,
         min_rows=settings.min_batch_rows,
     )
-    quarantined = isinstance(info, repository.QuarantinedBatch)
-    return {
-        "batch_id": None if quarantined else info.id,
-        "source": info.source,
-        "position": info.position,
-        "n_rows": info.n_rows,
-        "created": info.created,
-        "quarantined": quarantined,
-        "quarantine_id": info.id if quarantined else None,
-        "reason": info.reason if isinstance(info, repository.QuarantinedBatch) else None,
-    }
+    return repository.ingest_summary(info)
 
 
 @dataclass

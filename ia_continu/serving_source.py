@@ -35,7 +35,7 @@ from ia_continu.sources import BatchSource, Schema, build_source
 from ia_continu.storage import repository
 from ia_continu.storage.schema import get_engine
 from ia_continu.storage.tables import BatchRow, QuarantinedBatchRow, ServedPredictionRow
-from ia_continu.validation import MAX_STORED_FAILURES, validate_batch
+from ia_continu.validation import validate_batch
 
 #: Prediction ids per ``UPDATE ... WHERE prediction_id IN (...)``: well under SQLite's
 #: bound-parameter limit (32766 since 3.32, 999 before), whatever ``IAC_BATCH_SIZE`` is.
@@ -237,16 +237,8 @@ def _result(
     served_rows: int,
     late: int,
 ) -> dict[str, Any]:
-    quarantined = isinstance(info, repository.QuarantinedBatch)
     return {
-        "batch_id": None if quarantined else info.id,
-        "source": info.source,
-        "position": info.position,
-        "n_rows": info.n_rows,
-        "created": info.created,
-        "quarantined": quarantined,
-        "quarantine_id": info.id if quarantined else None,
-        "reason": info.reason if isinstance(info, repository.QuarantinedBatch) else None,
+        **repository.ingest_summary(info),
         # A batch holds exactly the predictions labelled when it was made.
         "labelled_share": info.n_rows / served_rows if served_rows else None,
         "served_rows": served_rows,
@@ -268,31 +260,6 @@ def _nothing(name: str, position: int, reason: str, served: int, late: int) -> d
         "served_rows": served,
         "late_labels": late,
     }
-
-
-def _earlier_attempt(
-    session: Session, ingest_key: str
-) -> repository.BatchInfo | repository.QuarantinedBatch | None:
-    stored = session.scalar(select(BatchRow).where(BatchRow.ingest_key == ingest_key))
-    if stored is not None:
-        return repository.BatchInfo(
-            stored.id, stored.source, stored.position, stored.n_rows, stored.created_at, False
-        )
-    held = session.scalar(
-        select(QuarantinedBatchRow).where(QuarantinedBatchRow.ingest_key == ingest_key)
-    )
-    if held is not None:
-        return repository.QuarantinedBatch(
-            held.id,
-            held.source,
-            held.position,
-            held.n_rows,
-            held.created_at,
-            held.reason,
-            list(held.failures),
-            False,
-        )
-    return None
 
 
 def ingest(
@@ -339,7 +306,7 @@ def ingest(
     engine = get_engine(settings.resolved_database_url)
     serving = stream(settings)
     with Session(engine) as session:
-        earlier = None if ingest_key is None else _earlier_attempt(session, ingest_key)
+        earlier = None if ingest_key is None else repository.earlier_attempt(session, ingest_key)
         if earlier is not None:
             served, _ = _position_counts(session, earlier.position)
             return _result(earlier, served_rows=served, late=late_labels(engine, settings))
@@ -410,21 +377,7 @@ def _ingest_served(
                     len(selected),
                     late,
                 )
-            info: repository.BatchInfo | repository.QuarantinedBatch
-            if isinstance(row, BatchRow):
-                info = repository.BatchInfo(
-                    row.id, row.source, row.position, row.n_rows, row.created_at
-                )
-            else:
-                info = repository.QuarantinedBatch(
-                    row.id,
-                    row.source,
-                    row.position,
-                    row.n_rows,
-                    row.created_at,
-                    row.reason,
-                    list(row.failures),
-                )
+            info = repository.row_info(row)
             return _result(info, served_rows=served, late=late)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -439,27 +392,7 @@ def _batch_row(
     """The stored (valid) or quarantined batch of ``labelled`` at ``position``."""
     frame = labelled_frame(labelled, serving.schema)
     verdict = validate_batch(frame, serving.schema, settings.min_batch_rows)
-    if verdict.valid:
-        return BatchRow(
-            source=serving.name,
-            position=position,
-            n_rows=len(frame),
-            ingest_key=ingest_key,
-            created_at=datetime.now(UTC),
-            columns=list(frame.columns),
-            rows=repository._to_json_rows(frame),
-        )
-    return QuarantinedBatchRow(
-        source=serving.name,
-        position=position,
-        n_rows=len(frame),
-        ingest_key=ingest_key,
-        created_at=datetime.now(UTC),
-        reason=verdict.reason,
-        failures=[f.to_dict() for f in verdict.failures[:MAX_STORED_FAILURES]],
-        columns=[str(c) for c in frame.columns],
-        rows=repository._to_raw_rows(frame),
-    )
+    return repository.batch_row(serving.name, position, frame, verdict, ingest_key)
 
 
 def serving_window(settings: Settings, engine: Engine, now: datetime | None = None) -> pd.DataFrame:

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         description="Newest served predictions (labelled or not) compared with the "
         "champion's reference window; unset: IAC_BATCH_SIZE.",
     )
+    served_retention_hours: float = Field(
+        168,
+        ge=0,
+        description="Served predictions already batched are deleted from served_predictions "
+        "after this many hours (the API's prediction log keeps its own); 0 keeps them all.",
+    )
     # ground truth (flows/ingest_labels.py, ia_continu.labels)
     labels_dir: Path | None = Field(
         None,
@@ -314,6 +320,17 @@ class Settings(BaseSettings):
         if not value.get_secret_value().startswith(("http://", "https://")):
             raise ValueError("IAC_DISCORD_WEBHOOK_URL must be an http(s) URL")
         return value
+
+    @model_validator(mode="after")
+    def _retention_outlives_the_label_delay(self) -> Settings:
+        retention = timedelta(hours=self.served_retention_hours)
+        if self.served_retention_hours and retention <= self.label_delay:
+            raise ValueError(
+                f"IAC_SERVED_RETENTION_HOURS ({self.served_retention_hours}) must exceed "
+                f"IAC_LABEL_DELAY ({self.label_delay}): a prediction is kept at least until "
+                "its label may arrive"
+            )
+        return self
 
     @model_validator(mode="after")
     def _windows_fit(self) -> Settings:

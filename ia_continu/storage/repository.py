@@ -28,7 +28,7 @@ from ia_continu.storage.tables import (
     ServedPredictionRow,
     ServingReportRow,
 )
-from ia_continu.validation import MAX_STORED_FAILURES, validate_batch
+from ia_continu.validation import MAX_STORED_FAILURES, Verdict, validate_batch
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,77 @@ def _next_position(session: Session, source: str) -> int:
     return max(known) + 1 if known else 0
 
 
+def row_info(
+    row: BatchRow | QuarantinedBatchRow, created: bool = True
+) -> BatchInfo | QuarantinedBatch:
+    """The metadata of a stored or quarantined batch row."""
+    if isinstance(row, QuarantinedBatchRow):
+        return _quarantine_info(row, created)
+    return _info(row, created)
+
+
+def earlier_attempt(session: Session, ingest_key: str) -> BatchInfo | QuarantinedBatch | None:
+    """What an earlier attempt with ``ingest_key`` stored or quarantined (``created``
+    False), or None when that key never stored anything."""
+    stored = session.scalar(select(BatchRow).where(BatchRow.ingest_key == ingest_key))
+    if stored is not None:
+        return _info(stored, created=False)
+    held = session.scalar(
+        select(QuarantinedBatchRow).where(QuarantinedBatchRow.ingest_key == ingest_key)
+    )
+    return _quarantine_info(held, created=False) if held is not None else None
+
+
+def batch_row(
+    source: str,
+    position: int,
+    frame: pd.DataFrame,
+    verdict: Verdict,
+    ingest_key: str | None,
+) -> BatchRow | QuarantinedBatchRow:
+    """The row (not yet added to a session) that stores ``frame`` at ``position``: in
+    ``batches`` when ``verdict`` is valid, else in ``quarantined_batches`` with its reason
+    and raw rows."""
+    if verdict.valid:
+        return BatchRow(
+            source=source,
+            position=position,
+            n_rows=len(frame),
+            ingest_key=ingest_key,
+            created_at=datetime.now(UTC),
+            columns=list(frame.columns),
+            rows=_to_json_rows(frame),
+        )
+    return QuarantinedBatchRow(
+        source=source,
+        position=position,
+        n_rows=len(frame),
+        ingest_key=ingest_key,
+        created_at=datetime.now(UTC),
+        reason=verdict.reason,
+        failures=[f.to_dict() for f in verdict.failures[:MAX_STORED_FAILURES]],
+        columns=[str(c) for c in frame.columns],
+        rows=_to_raw_rows(frame),
+    )
+
+
+def ingest_summary(info: BatchInfo | QuarantinedBatch) -> dict[str, Any]:
+    """The JSON-ready result of an ingestion: ``batch_id``, ``source``, ``position``,
+    ``n_rows``, ``created``, ``quarantined``, ``quarantine_id``, ``reason`` (a stored
+    batch has ``quarantine_id`` and ``reason`` None; a quarantined one ``batch_id``)."""
+    quarantined = isinstance(info, QuarantinedBatch)
+    return {
+        "batch_id": None if quarantined else info.id,
+        "source": info.source,
+        "position": info.position,
+        "n_rows": info.n_rows,
+        "created": info.created,
+        "quarantined": quarantined,
+        "quarantine_id": info.id if quarantined else None,
+        "reason": info.reason if isinstance(info, QuarantinedBatch) else None,
+    }
+
+
 def ingest_next(
     engine: Engine,
     source: BatchSource,
@@ -156,40 +227,13 @@ def ingest_next(
     for attempt in range(2):
         with Session(engine) as session:
             if ingest_key is not None:
-                existing = session.scalar(select(BatchRow).where(BatchRow.ingest_key == ingest_key))
-                if existing is not None:
-                    return _info(existing, created=False)
-                held = session.scalar(
-                    select(QuarantinedBatchRow).where(QuarantinedBatchRow.ingest_key == ingest_key)
-                )
-                if held is not None:
-                    return _quarantine_info(held, created=False)
+                earlier = earlier_attempt(session, ingest_key)
+                if earlier is not None:
+                    return earlier
             position = _next_position(session, source.name)
             frame = source.batch(position)
             verdict = validate_batch(frame, source.schema, min_rows)
-            row: BatchRow | QuarantinedBatchRow
-            if verdict.valid:
-                row = BatchRow(
-                    source=source.name,
-                    position=position,
-                    n_rows=len(frame),
-                    ingest_key=ingest_key,
-                    created_at=datetime.now(UTC),
-                    columns=list(frame.columns),
-                    rows=_to_json_rows(frame),
-                )
-            else:
-                row = QuarantinedBatchRow(
-                    source=source.name,
-                    position=position,
-                    n_rows=len(frame),
-                    ingest_key=ingest_key,
-                    created_at=datetime.now(UTC),
-                    reason=verdict.reason,
-                    failures=[f.to_dict() for f in verdict.failures[:MAX_STORED_FAILURES]],
-                    columns=[str(c) for c in frame.columns],
-                    rows=_to_raw_rows(frame),
-                )
+            row = batch_row(source.name, position, frame, verdict, ingest_key)
             session.add(row)
             try:
                 session.commit()
@@ -198,9 +242,7 @@ def ingest_next(
                 if attempt:
                     raise
                 continue
-            if isinstance(row, QuarantinedBatchRow):
-                return _quarantine_info(row)
-            return _info(row)
+            return row_info(row)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

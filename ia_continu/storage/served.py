@@ -34,7 +34,7 @@ from typing import Any, TypeVar, cast
 
 import pandas as pd
 from loguru import logger
-from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, select, update
 
 from ia_continu.serving.prediction_log import default_ids
 from ia_continu.storage.tables import (
@@ -601,3 +601,31 @@ def quarantined_labels(
         query = query.where(QUARANTINE.c.resolved_at.is_(None))
     with engine.connect() as connection:
         return [QuarantinedLabel(**row._mapping) for row in connection.execute(query)]
+
+
+def prune_served(engine: Engine, older_than: datetime, max_rows: int = 50_000) -> int:
+    """Delete served predictions already batched (``position`` set) and served before
+    ``older_than``, at most ``max_rows`` per call, oldest first; returns how many.
+
+    Rows of the newest indexed write are always kept: :func:`index_predictions` resumes
+    after the highest ``write_id`` present, which must never go back.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database failed (nothing deleted).
+    """
+    with engine.begin() as connection:
+        newest = connection.execute(select(func.max(SERVED.c.write_id))).scalar()
+        if newest is None:
+            return 0
+        doomed = (
+            select(SERVED.c.prediction_id)
+            .where(SERVED.c.position.is_not(None))
+            .where(SERVED.c.served_at < older_than.astimezone(UTC))
+            .where(SERVED.c.write_id < newest)
+            .order_by(SERVED.c.served_at)
+            .limit(max_rows)
+        )
+        ids = list(connection.execute(doomed).scalars())
+        for chunk in _chunks(ids):
+            connection.execute(delete(SERVED).where(SERVED.c.prediction_id.in_(chunk)))
+    return len(ids)

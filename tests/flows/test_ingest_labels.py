@@ -4,9 +4,7 @@ files in the inbox and a company database (another SQLite file) as SQL source.""
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from ia_continu import labels
 from ia_continu.settings import get_settings
 from ia_continu.storage import served
 from ia_continu.storage.schema import get_engine
-from tests.unit.test_served import log_write, record, served_rows
+from tests.utils.serving import drop_label_file, log_write, record, served_rows
 
 
 @pytest.fixture
@@ -32,19 +30,6 @@ def engine(flow_env: Path) -> Engine:
     engine = get_engine(get_settings().resolved_database_url)
     log_write(engine, record("r1", [i % 2 for i in range(6)], ids=[f"p{i}" for i in range(6)]))
     return engine
-
-
-def drop(name: str, content: str | bytes, age: float = 60.0) -> Path:
-    inbox = get_settings().resolved_labels_dir
-    inbox.mkdir(parents=True, exist_ok=True)
-    path = inbox / name
-    if isinstance(content, str):
-        path.write_text(content)
-    else:
-        path.write_bytes(content)
-    then = time.time() - age
-    os.utime(path, (then, then))
-    return path
 
 
 async def _flow_run_details(flow_run_id: Any) -> tuple[dict[str, int], list[str]]:
@@ -75,12 +60,13 @@ def test_the_flow_joins_inbox_files_and_sql_labels(
     # Far above the time a flow run takes to start: d.csv below is "still being copied".
     monkeypatch.setenv("IAC_LABELS_SETTLE_SECONDS", "30")
     get_settings.cache_clear()
-    drop("a.csv", "prediction_id,label\np0,0\np1,1\np1,0\nghost,1\n")
+    settings = get_settings()
+    drop_label_file(settings, "a.csv", "prediction_id,label\np0,0\np1,1\np1,0\nghost,1\n")
     parquet = flow_env / "b.parquet"
     pd.DataFrame({"prediction_id": ["p2", "p3", ""], "label": [0, 1, 1]}).to_parquet(parquet)
-    drop("b.parquet", parquet.read_bytes())
-    drop("c.csv", "id,label\np0,1\n")
-    drop("d.csv", "prediction_id,label\np3,1\n", age=0.0)  # still being copied
+    drop_label_file(settings, "b.parquet", parquet.read_bytes())
+    drop_label_file(settings, "c.csv", "id,label\np0,1\n")
+    drop_label_file(settings, "d.csv", "prediction_id,label\np3,1\n", age=0.0)  # still being copied
 
     state = ingest_labels(return_state=True)
     assert state.is_completed(), state.message
@@ -100,7 +86,7 @@ def test_the_flow_joins_inbox_files_and_sql_labels(
     assert rejected["file"] == "c.csv" and "'prediction_id'" in rejected["error"]
     rows = served_rows(engine)
     assert [rows[f"p{i}"].label for i in range(6)] == ["0", "1", "0", "1", "0", "1"]
-    inbox = get_settings().resolved_labels_dir
+    inbox = settings.resolved_labels_dir
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["a.csv", "b.parquet"]
     assert [p.name for p in (inbox / "rejected").iterdir()] == ["c.csv"]
     _, messages = asyncio.run(_flow_run_details(state.state_details.flow_run_id))
@@ -109,7 +95,7 @@ def test_the_flow_joins_inbox_files_and_sql_labels(
     assert "b.parquet: 1 invalid rows" in warning and "c.csv: rejected" in warning
 
     # The next run: the settled file is processed, everything else changes nothing.
-    drop("d.csv", "prediction_id,label\np3,1\n")
+    drop_label_file(settings, "d.csv", "prediction_id,label\np3,1\n")
     again = ingest_labels()
     assert (again["files_processed"], again["duplicates"], again["joined"]) == (1, 3, 0)
     assert (again["conflicts"], again["unknown"], again["invalid"]) == (0, 0, 0)
@@ -129,12 +115,12 @@ def test_a_transient_database_error_is_retried_by_prefect(
         return real(*args)
 
     monkeypatch.setattr(flow_module.labels, "ingest_inbox", flaky)
-    drop("a.csv", "prediction_id,label\np0,0\n")
+    drop_label_file(get_settings(), "a.csv", "prediction_id,label\np0,0\n")
     state = ingest_labels(return_state=True)
     assert state.is_completed(), state.message
     assert state.result()["joined"] == 1 and len(calls) == 2
     counts, _ = asyncio.run(_flow_run_details(state.state_details.flow_run_id))
-    assert counts == {"ingest-label-inbox": 2}
+    assert counts["ingest-label-inbox"] == 2  # the first attempt and its retry
 
 
 def test_a_logic_error_is_not_retried_and_fails_the_flow(
@@ -159,7 +145,7 @@ def test_a_broken_sql_source_fails_the_flow_naming_the_setting(
 ) -> None:
     monkeypatch.setenv("IAC_LABELS_SQL_QUERY", "SELECT 1")  # no IAC_LABELS_SQL_URL
     get_settings.cache_clear()
-    drop("a.csv", "prediction_id,label\np0,0\n")
+    drop_label_file(get_settings(), "a.csv", "prediction_id,label\np0,0\n")
     state = ingest_labels(return_state=True)
     assert state.is_failed() and "IAC_LABELS_SQL_URL" in str(state.message)
     assert served_rows(engine)["p0"].label == "0"  # the inbox's work is kept

@@ -16,8 +16,8 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from ia_continu import registry
 from ia_continu.storage.schema import get_engine
 from tests.ui.conftest import open_page
-from tests.unit.test_history_serving import store_labels, store_serving_reports
 from tests.utils.history import store_cycles
+from tests.utils.serving import store_labels, store_serving_reports
 
 TIMEOUT = 60
 

@@ -15,7 +15,7 @@ from ia_continu import cli
 from ia_continu.settings import get_settings
 from ia_continu.storage import served
 from ia_continu.storage.schema import get_engine
-from tests.unit.test_served import log_write, record, served_rows
+from tests.utils.serving import log_write, record, served_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 

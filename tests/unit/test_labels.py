@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +15,7 @@ from ia_continu.settings import Settings
 from ia_continu.storage import served
 from ia_continu.storage.schema import get_engine
 from ia_continu.storage.tables import LabelFileRow, QuarantinedLabelRow
-from tests.unit.test_served import log_write, record, served_rows
+from tests.utils.serving import drop_label_file, log_write, record, served_rows, settled
 
 
 @pytest.fixture
@@ -31,25 +29,6 @@ def engine(settings: Settings) -> Engine:
     engine = get_engine(settings.resolved_database_url)
     log_write(engine, record("r1", [1, 0, 1, 0], ids=["p1", "p2", "p3", "p4"]))
     return engine
-
-
-def settled(path: Path, age: float = 60.0) -> Path:
-    """Make ``path`` look written ``age`` seconds ago (older than the settle time)."""
-    then = time.time() - age
-    os.utime(path, (then, then))
-    return path
-
-
-def drop(settings: Settings, name: str, content: str | bytes, age: float = 60.0) -> Path:
-    """Write a file into the inbox, modified ``age`` seconds ago."""
-    inbox = settings.resolved_labels_dir
-    inbox.mkdir(parents=True, exist_ok=True)
-    path = inbox / name
-    if isinstance(content, str):
-        path.write_text(content)
-    else:
-        path.write_bytes(content)
-    return settled(path, age)
 
 
 def file_records(engine: Engine) -> list[LabelFileRow]:
@@ -136,7 +115,7 @@ def test_parquet_keeps_integer_labels_integer(tmp_path: Path, settings: Settings
 
 
 def test_a_file_is_processed_once_recorded_and_moved(settings: Settings, engine: Engine) -> None:
-    drop(settings, "day1.csv", "prediction_id,label\np1,1\np2,1\nzz,0\n,1\n")
+    drop_label_file(settings, "day1.csv", "prediction_id,label\np1,1\np2,1\nzz,0\n,1\n")
     result = ingest(settings, engine)
     assert result.index.predictions == 4
     (outcome,) = result.processed
@@ -164,10 +143,10 @@ def test_the_same_file_under_another_name_changes_nothing(
     settings: Settings, engine: Engine
 ) -> None:
     content = "prediction_id,label\np1,1\np2,1\n"
-    drop(settings, "a.csv", content)
+    drop_label_file(settings, "a.csv", content)
     ingest(settings, engine)
-    drop(settings, "a-copy.csv", content)
-    drop(settings, "a.csv", content)  # and again under its first name
+    drop_label_file(settings, "a-copy.csv", content)
+    drop_label_file(settings, "a.csv", content)  # and again under its first name
     result = ingest(settings, engine)
     assert result.files == () and result.already_seen == ("a-copy.csv", "a.csv")
     assert result.to_dict()["files_already_seen"] == 2
@@ -182,7 +161,7 @@ def test_wrong_columns_reject_the_file_naming_the_column(
     settings: Settings, engine: Engine
 ) -> None:
     content = "id,truth\np1,1\n"
-    drop(settings, "export.csv", content)
+    drop_label_file(settings, "export.csv", content)
     result = ingest(settings, engine)
     (outcome,) = result.rejected
     assert outcome.error is not None
@@ -204,7 +183,7 @@ def test_wrong_columns_reject_the_file_naming_the_column(
 def test_a_half_written_csv_waits_then_is_processed_once(
     settings: Settings, engine: Engine
 ) -> None:
-    path = drop(settings, "late.csv", "prediction_id,label\np1,1\np2,", age=0.0)
+    path = drop_label_file(settings, "late.csv", "prediction_id,label\np1,1\np2,", age=0.0)
     result = ingest(settings, engine)
     assert result.waiting == ("late.csv",) and result.files == ()
     assert path.exists() and file_records(engine) == []
@@ -220,7 +199,7 @@ def test_a_half_written_csv_waits_then_is_processed_once(
 
 def test_partial_names_and_dotfiles_are_left_alone(settings: Settings, engine: Engine) -> None:
     for name in (".hidden.csv", "x.csv.part", "y.csv.tmp", "z.crdownload", "w.partial"):
-        drop(settings, name, "prediction_id,label\np1,1\n")
+        drop_label_file(settings, name, "prediction_id,label\np1,1\n")
     result = ingest(settings, engine)
     assert result.files == () and result.waiting == () and result.already_seen == ()
     assert len(list(settings.resolved_labels_dir.iterdir())) == 5
@@ -233,14 +212,14 @@ def test_a_truncated_parquet_is_rejected_and_kept(
     whole = tmp_path / "whole.parquet"
     pd.DataFrame({"prediction_id": ["p1", "p2"], "label": [1, 0]}).to_parquet(whole)
     cut = whole.read_bytes()[: len(whole.read_bytes()) // 2]
-    drop(settings, "cut.parquet", cut, age=0.0)
+    drop_label_file(settings, "cut.parquet", cut, age=0.0)
     assert ingest(settings, engine).waiting == ("cut.parquet",)  # may still be copying
     settled(settings.resolved_labels_dir / "cut.parquet")
     (outcome,) = ingest(settings, engine).rejected
     assert outcome.error is not None and "not a readable Parquet file" in outcome.error
     assert (settings.resolved_labels_dir / "rejected" / "cut.parquet").read_bytes() == cut
     # The whole file, sent later, is processed.
-    drop(settings, "cut.parquet", whole.read_bytes())
+    drop_label_file(settings, "cut.parquet", whole.read_bytes())
     (outcome,) = ingest(settings, engine).processed
     assert outcome.result.joined == 2
     assert served_rows(engine)["p1"].label == "1"
@@ -249,7 +228,7 @@ def test_a_truncated_parquet_is_rejected_and_kept(
 def test_a_crash_between_record_and_move_does_not_reprocess(
     settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    drop(settings, "a.csv", "prediction_id,label\np1,1\nghost,1\n")
+    drop_label_file(settings, "a.csv", "prediction_id,label\np1,1\nghost,1\n")
     real_move = labels._move
 
     def crash(*args: object) -> Path:
@@ -271,7 +250,7 @@ def test_a_crash_between_record_and_move_does_not_reprocess(
 def test_labels_of_unknown_ids_join_when_the_predictions_arrive(
     settings: Settings, engine: Engine
 ) -> None:
-    drop(settings, "early.csv", "prediction_id,label\nfuture-1,1\nfuture-2,0\n")
+    drop_label_file(settings, "early.csv", "prediction_id,label\nfuture-1,1\nfuture-2,0\n")
     first = ingest(settings, engine)
     assert first.totals.unknown == 2
     log_write(engine, record("r2", [0, 0], ids=["future-1", "future-2"], created=2e9))
@@ -283,8 +262,8 @@ def test_labels_of_unknown_ids_join_when_the_predictions_arrive(
 
 
 def test_files_are_taken_in_name_order_first_label_wins(settings: Settings, engine: Engine) -> None:
-    drop(settings, "2026-01-02.csv", "prediction_id,label\np1,0\n")
-    drop(settings, "2026-01-01.csv", "prediction_id,label\np1,1\n")
+    drop_label_file(settings, "2026-01-02.csv", "prediction_id,label\np1,0\n")
+    drop_label_file(settings, "2026-01-01.csv", "prediction_id,label\np1,1\n")
     result = ingest(settings, engine)
     assert [f.name for f in result.files] == ["2026-01-01.csv", "2026-01-02.csv"]
     assert served_rows(engine)["p1"].label == "1"

@@ -11,7 +11,6 @@ The I/O part runs on a real SQLite database and MLflow in a SQLite file.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking._tracking_service import utils as tracking_utils
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
@@ -43,7 +41,8 @@ from ia_continu.storage import repository
 from ia_continu.storage.schema import get_engine
 from ia_continu.storage.tables import ServedPredictionRow
 from ia_continu.training import train
-from tests.utils.serving import serve_champion
+from tests.utils.mlflow_state import restored_mlflow_state
+from tests.utils.serving import serve_champion, serve_model
 
 SCHEMA = Schema(features=("x0", "x1", "day"), categorical=("day",), target="y", classes=(0, 1))
 WEIGHTS = np.array([3.0, -2.0])
@@ -54,18 +53,8 @@ T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture(autouse=True)
 def _fresh_mlflow_state() -> Iterator[None]:
     """MLflow keeps process-wide state (tracking URI, experiment, the model cache)."""
-    registry._load_model.cache_clear()
-    tracking_uri = tracking_utils._tracking_uri
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
-    yield
-    registry._load_model.cache_clear()
-    mlflow.set_tracking_uri(tracking_uri)  # type: ignore[arg-type]
-    mlflow.tracking.fluent._active_experiment_id = None
-    for key, value in saved_env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with restored_mlflow_state():
+        yield
 
 
 def _draw(
@@ -668,33 +657,6 @@ def test_run_serving_monitor_stores_a_report_and_later_its_realised_accuracy(
     assert lasting["data_drift"] and not lasting["serving_drift_new"]
 
 
-def _serve(settings: Settings, model: Any, position: int, at: datetime) -> None:
-    """Store ``model``'s predictions (version 1) on the seed source's batch ``position``
-    in served_predictions, as the prediction-log index writes them."""
-    seed = serving_source.seed_source(settings)
-    rows = seed.batch(position)
-    features = rows[list(seed.schema.features)]
-    proba = model.predict_proba(features)
-    best = proba.argmax(axis=1)
-    with Session(get_engine(settings.resolved_database_url)) as session:
-        for i, record in enumerate(features.to_dict(orient="records")):
-            session.add(
-                ServedPredictionRow(
-                    prediction_id=f"p{position}-{i}",
-                    write_id=1,
-                    served_at=at + timedelta(milliseconds=i),
-                    request_id=f"r{position}-{i}",
-                    model_name=settings.registered_model_name,
-                    model_version=1,
-                    features=record,
-                    prediction=str(model.classes_[best[i]]),
-                    probability=float(proba[i, best[i]]),
-                    label=None,
-                )
-            )
-        session.commit()
-
-
 def test_a_random_forest_from_the_cycle_monitors_on_its_held_out_outputs(
     serving_settings: Settings,
 ) -> None:
@@ -723,7 +685,7 @@ def test_a_random_forest_from_the_cycle_monitors_on_its_held_out_outputs(
     now = datetime.now(UTC)
     for k, position in enumerate((1, 2, 3, 4, 5)):
         at = now - timedelta(seconds=50 - 10 * k)
-        _serve(settings, model, position, at)
+        serve_model(settings, model, position, at, version=1, labelled=False)
         served = serving_source.serving_window(settings, engine)  # this position's rows
         report = monitoring.monitor_serving(
             served, reference, model, calibrator, schema, settings, champion_version=1

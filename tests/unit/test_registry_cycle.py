@@ -7,7 +7,6 @@ artifacts land in ``./mlruns`` under tmp_path (the working directory of every te
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,35 +16,20 @@ from urllib.parse import urlparse
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
-from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from ia_continu import cycle, registry
 from ia_continu.settings import Settings
 from ia_continu.sources import SyntheticSource, build_source
 from ia_continu.storage import repository
 from ia_continu.storage.schema import get_engine
+from tests.utils.mlflow_state import restored_mlflow_state
 
 
 @pytest.fixture(autouse=True)
 def _fresh_mlflow_state() -> Iterator[None]:
-    """Undo the process-wide state MLflow keeps between tests.
-
-    ``registry.load_model`` caches by ``models:/name/version``: the same URI in another
-    test's registry is another model. ``mlflow.set_tracking_uri`` / ``set_experiment`` set
-    module globals and the ``MLFLOW_TRACKING_URI`` / ``MLFLOW_EXPERIMENT_ID`` variables.
-    """
-    registry._load_model.cache_clear()
-    tracking_uri = tracking_utils._tracking_uri
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
-    yield
-    registry._load_model.cache_clear()
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.tracking.fluent._active_experiment_id = None
-    for key, value in saved_env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    """MLflow keeps process-wide state (tracking URI, experiment, the model cache)."""
+    with restored_mlflow_state():
+        yield
 
 
 @dataclass

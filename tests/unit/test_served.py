@@ -3,49 +3,18 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
 from ia_continu.storage import served
 from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import PredictionLogRow, QuarantinedLabelRow, ServedPredictionRow
-
-T0 = 1_800_000_000.0
-
-
-def record(
-    request_id: str,
-    labels: list[Any],
-    ids: list[str] | None = None,
-    created: float = T0,
-    version: int = 1,
-) -> list[Any]:
-    """A prediction-log record: 8 items with ``ids``, the old 7-item form without."""
-    rows = [{"x": float(i), "c": "a"} for i in range(len(labels))]
-    probabilities = [0.5 + 0.01 * i for i in range(len(labels))]
-    base = [created, request_id, "clf", version, rows, labels, probabilities]
-    return base if ids is None else [*base, ids]
-
-
-def log_write(engine: Engine, *records: list[Any]) -> None:
-    """One prediction-log write (table row) holding ``records``, as the API's writer does."""
-    created = [r[0] for r in records]
-    with engine.begin() as connection:
-        connection.execute(
-            insert(PredictionLogRow),
-            {
-                "first_at": datetime.fromtimestamp(min(created), UTC),
-                "last_at": datetime.fromtimestamp(max(created), UTC),
-                "n_requests": len(records),
-                "n_rows": sum(len(r[4]) for r in records),
-                "records": list(records),
-            },
-        )
+from ia_continu.storage.tables import QuarantinedLabelRow
+from tests.utils.serving import RECORD_TIME, log_write, record, served_rows
 
 
 def frame(*rows: tuple[Any, Any]) -> pd.DataFrame:
@@ -57,14 +26,6 @@ def frame(*rows: tuple[Any, Any]) -> pd.DataFrame:
             "row": range(1, len(rows) + 1),
         }
     )
-
-
-def served_rows(engine: Engine) -> dict[str, Any]:
-    with engine.connect() as connection:
-        return {
-            row.prediction_id: row
-            for row in connection.execute(select(ServedPredictionRow.__table__))
-        }
 
 
 def quarantine(engine: Engine) -> list[Any]:
@@ -105,12 +66,12 @@ def test_index_reads_new_and_old_records_once(engine: Engine) -> None:
     assert first.features == {"x": 0.0, "c": "a"}
     assert first.probability == pytest.approx(0.5)
     assert first.request_id == "req-a" and first.model_version == 1
-    assert first.served_at.replace(tzinfo=UTC).timestamp() == T0
+    assert first.served_at.replace(tzinfo=UTC).timestamp() == RECORD_TIME
     assert first.label is None and first.position is None
     # Nothing new: nothing indexed again.
     assert served.index_predictions(engine, engine) == served.IndexResult()
     # A later write, with an id served before: the first row is kept.
-    log_write(engine, record("req-d", [0, 0], ids=["order-1", "order-3"], created=T0 + 5))
+    log_write(engine, record("req-d", [0, 0], ids=["order-1", "order-3"], created=RECORD_TIME + 5))
     again = served.index_predictions(engine, engine)
     assert (again.writes, again.predictions, again.duplicates) == (1, 1, 1)
     assert served_rows(engine)["order-1"].request_id == "req-a"
