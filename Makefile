@@ -88,7 +88,7 @@ test: install ## Run the test suite (unit, flow, API, console, integration, brow
 	$(PY) -m pytest
 
 test-unit: install ## Unit tests only (no servers)
-	$(PY) -m pytest tests/unit tests/notify
+	$(PY) -m pytest tests/unit
 
 test-browser: install ## Browser test only: headless Chromium against the demo stack
 	infra/scripts/ensure-debian-package.sh /usr/bin/chromium chromium
@@ -103,10 +103,11 @@ test-integration: install ## Integration tests only (real Prefect, MLflow, Postg
 	infra/scripts/ensure-test-deps.sh
 	$(PY) -m pytest -m integration
 
-lint: install ## ruff check, ruff format --check, mypy
+lint: install ## ruff check (with google docstrings), ruff format --check, mypy, jactionlint (.github/workflows)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/jactionlint
 
 format: install ## Format and autofix with ruff
 	$(VENV)/bin/ruff format .

@@ -9,7 +9,7 @@ from pathlib import Path
 import uvicorn
 
 from api.settings import get_api_settings
-from ia_continu.cli import settings_or_exit, validated_or_exit
+from ia_continu.settings import settings_or_exit, validated_or_exit
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from api.routes import health, model, predict
 from api.routes import metrics as metrics_route
 from api.settings import ApiSettings, get_api_settings
+from ia_continu import registry
 from ia_continu.logs import configure_logging
 from ia_continu.serving.champion import ChampionWatcher, PollOutcome
 from ia_continu.serving.prediction_log import PredictionLog, Retention
@@ -80,10 +81,7 @@ def create_app(
         configure_logging(api_settings.log_level, api_settings.log_json, api_settings.log_dir)
         # The reload loop must notice an outage in seconds, not after MLflow's default
         # 7 retries with exponential backoff.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        os.environ.setdefault(
-            "MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(api_settings.registry_timeout_seconds) or 1)
-        )
+        registry.bound_mlflow_http(0, api_settings.registry_timeout_seconds)
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         engine = await asyncio.to_thread(get_engine, settings.resolved_database_url)
         watcher = ChampionWatcher(

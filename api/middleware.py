@@ -31,6 +31,7 @@ class RequestContextMiddleware:
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point: tag, time and count one HTTP request; other scopes pass through."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -104,6 +105,7 @@ class BodySizeLimitMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point: pass the request on, answering 413 once its body passes the limit."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -1,4 +1,4 @@
-"""Traffic simulator: replays a stream as API clients, then drops the true labels late.
+r"""Traffic simulator: replays a stream as API clients, then drops the true labels late.
 
 Rows of a stream (any :class:`ia_continu.sources.BatchSource`: the replay or synthetic
 source the ``IAC_*`` settings name) are posted to ``POST /predict`` (one row per
@@ -9,8 +9,8 @@ label of each served row is written ``label_delay`` seconds after its answer arr
 ``.parquet``) in the label inbox, atomically: written as ``.labels-….tmp`` then renamed,
 so the ingestion never reads half a file.
 
-    python -m bench.traffic --api-url http://127.0.0.1:8000 --token-file .iac/console.token \\
-        --rate 50 --rows-per-request 10 --label-delay 60 --labels-dir .iac/labels \\
+    python -m bench.traffic --api-url http://127.0.0.1:8000 --token-file .iac/console.token \
+        --rate 50 --rows-per-request 10 --label-delay 60 --labels-dir .iac/labels \
         [--stream synthetic|replay] [--batches N] [--start-position P] [--wait-ready]
 
 Other settings of the stream come from the ``IAC_*`` environment (``IAC_REPLAY_PATH``,

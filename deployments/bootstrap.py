@@ -48,9 +48,9 @@ import httpx
 from loguru import logger
 
 from flows.guards import crash, is_stale, stale_bound, stale_message
-from ia_continu.cli import settings_or_exit, stream_or_exit
-from ia_continu.settings import Settings, get_settings
+from ia_continu.settings import Settings, get_settings, settings_or_exit
 from ia_continu.storage.schema import get_engine
+from ia_continu.stream_check import stream_or_exit
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DATABASE_URL_BLOCK = "ia-continu-database-url"

@@ -162,6 +162,8 @@ def change_point(
         after: ``(batch_id, errors)`` of the batches served after the reference batches,
             in stream order, the current batch last.
         current_batch_id: the newest batch (the answer when ``after`` is empty).
+        dispersion: quasi-binomial dispersion of the reference batches (>= 1, see
+            :func:`dispersion`), passed to :func:`proportions_test`.
 
     Returns:
         The batch id ``c`` maximising the STEPD statistic of the pooled errors of batches

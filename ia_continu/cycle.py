@@ -814,18 +814,18 @@ def record_challenger(
         mlflow_client,
         name=name,
         model_uri=model_uri,
-        tags={
+        tags=registry.Lineage(
             # The reference of the concept-drift test: the gated model's held-out accuracy
             # and row count (an honest estimate, also for a model refitted on them).
-            "validation_accuracy": f"{decision['challenger_accuracy']:.6f}",
-            "validation_rows": str(decision["holdout_rows"]),
-            "window": choice["label"],
-            "training_batch_ids": ",".join(map(str, decision["training_batch_ids"])),
-            "holdout_batch_id": str(window.holdout_batch_id),
-            "source": window.source,
-            "trigger": trigger,
-            "drift_report_id": drift_report_id or "",
-        },
+            validation_accuracy=decision["challenger_accuracy"],
+            validation_rows=decision["holdout_rows"],
+            window=choice["label"],
+            training_batch_ids=tuple(decision["training_batch_ids"]),
+            holdout_batch_id=window.holdout_batch_id,
+            source=window.source,
+            trigger=trigger,
+            drift_report_id=drift_report_id,
+        ).to_tags(),
     )
     outcome["version"] = version
     problem = load_back_problem(

@@ -49,6 +49,7 @@ class InterceptHandler(logging.Handler):
     """Sends stdlib ``logging`` records to loguru (recipe from the loguru README)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Log ``record`` through loguru at its level, attributed to the original caller."""
         try:
             level: str | int = logger.level(record.levelname).name
         except ValueError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -36,8 +37,90 @@ SKOPS_TRUSTED_TYPES = [
 
 
 @dataclass(frozen=True)
+class Lineage:
+    """What a registered version learnt from and why it exists: the one owner of the
+    version tags that carry it, written by :func:`Lineage.to_tags` when the cycle
+    registers a challenger and read back by :func:`Lineage.from_tags` (the champion's
+    reference in :func:`get_alias`, the console's model page).
+
+    Tag names and formats are those of versions registered since the project began;
+    unknown values are stored as empty tags and read back as None.
+
+    Attributes:
+        validation_accuracy: accuracy on the held-out rows at training time (0..1), tag
+            ``validation_accuracy`` with 6 decimals; the concept-drift reference.
+        validation_rows: held-out rows behind it (tag ``validation_rows``).
+        window: training window chosen (``last_8``, ``since_change``, ``bootstrap``…).
+        training_batch_ids: batch ids trained on, oldest first (tag ``training_batch_ids``,
+            comma-separated).
+        holdout_batch_id: the batch held out for the gate (tag ``holdout_batch_id``).
+        source: stream identity (``BatchSource.name``).
+        trigger: why the retrain ran (``drift``, ``scheduled``, ``manual``, ``bootstrap``…).
+        drift_report_id: the drift report that triggered it, if any.
+    """
+
+    validation_accuracy: float | None = None
+    validation_rows: int | None = None
+    window: str | None = None
+    training_batch_ids: tuple[int, ...] = ()
+    holdout_batch_id: int | None = None
+    source: str | None = None
+    trigger: str | None = None
+    drift_report_id: str | None = None
+
+    def to_tags(self) -> dict[str, str]:
+        """Every lineage tag as MLflow stores it (text); None becomes an empty tag."""
+
+        def text(value: object) -> str:
+            return "" if value is None else str(value)
+
+        accuracy = self.validation_accuracy
+        return {
+            "validation_accuracy": "" if accuracy is None else f"{accuracy:.6f}",
+            "validation_rows": text(self.validation_rows),
+            "window": text(self.window),
+            "training_batch_ids": ",".join(map(str, self.training_batch_ids)),
+            "holdout_batch_id": text(self.holdout_batch_id),
+            "source": text(self.source),
+            "trigger": text(self.trigger),
+            "drift_report_id": text(self.drift_report_id),
+        }
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str] | None) -> Lineage:
+        """The lineage in a version's tags; a missing or empty tag reads as None (``()``
+        for the batch ids), so versions registered before a tag existed still read.
+
+        Raises:
+            ValueError: a numeric tag holds text that is not a number.
+        """
+        tags = tags or {}
+
+        def get(key: str) -> str | None:
+            return tags.get(key) or None
+
+        accuracy, rows, holdout = (
+            get("validation_accuracy"),
+            get("validation_rows"),
+            get("holdout_batch_id"),
+        )
+        return cls(
+            validation_accuracy=float(accuracy) if accuracy else None,
+            validation_rows=int(rows) if rows else None,
+            window=get("window"),
+            training_batch_ids=tuple(
+                int(b) for b in (get("training_batch_ids") or "").split(",") if b
+            ),
+            holdout_batch_id=int(holdout) if holdout else None,
+            source=get("source"),
+            trigger=get("trigger"),
+            drift_report_id=get("drift_report_id"),
+        )
+
+
+@dataclass(frozen=True)
 class ModelRef:
-    """A registered model version and the lineage stored in its tags."""
+    """A registered model version and the lineage stored in its tags (:class:`Lineage`)."""
 
     name: str
     version: int
@@ -61,6 +144,37 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
 
+def bound_mlflow_http(
+    max_retries: int | None = None,
+    timeout_seconds: float | None = None,
+    *,
+    backoff_factor: int | None = None,
+) -> None:
+    """Bound every MLflow HTTP call of this process: the one place the flows, the API and
+    the console set MLflow's client limits.
+
+    MLflow's HTTP client retries 7 times with exponential backoff and waits up to 120 s
+    per attempt by default, so one call to a hung or dead server can block a 30 s cycle,
+    an API reload loop or a console page for minutes. MLflow reads its limits from
+    environment variables, which are process-wide: each is set only when not already
+    set, so an explicit ``MLFLOW_HTTP_REQUEST_*`` variable wins. None leaves MLflow's
+    default.
+
+    Args:
+        max_retries: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (attempts after the first).
+        timeout_seconds: ``MLFLOW_HTTP_REQUEST_TIMEOUT`` per attempt, in seconds; MLflow
+            takes whole seconds, so it is rounded, and at least 1.
+        backoff_factor: ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` in seconds (waits of
+            0, 2×, 4×… this between retries).
+    """
+    if max_retries is not None:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(max_retries))
+    if backoff_factor is not None:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(backoff_factor))
+    if timeout_seconds is not None:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(timeout_seconds))))
+
+
 def client(
     tracking_uri: str,
     *,
@@ -71,21 +185,17 @@ def client(
 
     MLflow's usage telemetry is off unless ``MLFLOW_DISABLE_TELEMETRY`` says otherwise.
 
-    MLflow's HTTP client retries 7 times with exponential backoff and waits up to 120 s
-    per attempt by default, so one call to a hung or dead server can block a 30 s cycle
-    for minutes. Flow processes pass ``http_max_retries`` / ``http_timeout_seconds``
-    (``IAC_MLFLOW_HTTP_MAX_RETRIES`` / ``IAC_MLFLOW_HTTP_TIMEOUT_SECONDS``); Prefect's
-    task retries handle longer outages. MLflow reads them from its environment
-    variables, which are process-wide: they are set unless already set, so an explicit
-    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_TIMEOUT`` wins, as in
-    the API and the console. The backoff factor drops to 1 s (waits of 0 s, 2 s, 4 s…).
+    Flow processes pass ``http_max_retries`` / ``http_timeout_seconds``
+    (``IAC_MLFLOW_HTTP_MAX_RETRIES`` / ``IAC_MLFLOW_HTTP_TIMEOUT_SECONDS``) to
+    :func:`bound_mlflow_http`; Prefect's task retries handle longer outages. With
+    retries, the backoff factor drops to 1 s (waits of 0 s, 2 s, 4 s…).
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    if http_max_retries is not None:
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(http_max_retries))
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    if http_timeout_seconds is not None:
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout_seconds))
+    bound_mlflow_http(
+        http_max_retries,
+        http_timeout_seconds,
+        backoff_factor=1 if http_max_retries is not None else None,
+    )
     mlflow.set_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
@@ -116,18 +226,16 @@ def get_alias(mlflow_client: MlflowClient, name: str, alias: str = CHAMPION) -> 
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
-    tags = version.tags or {}
-    accuracy = tags.get("validation_accuracy")
-    batch_ids = tags.get("training_batch_ids", "")
+    lineage = Lineage.from_tags(version.tags)
     return ModelRef(
         name=name,
         version=int(version.version),
         run_id=version.run_id,
-        validation_accuracy=float(accuracy) if accuracy else None,
-        training_batch_ids=[int(b) for b in batch_ids.split(",") if b],
-        source=tags.get("source"),
-        validation_rows=int(tags["validation_rows"]) if tags.get("validation_rows") else None,
-        holdout_batch_id=int(tags["holdout_batch_id"]) if tags.get("holdout_batch_id") else None,
+        validation_accuracy=lineage.validation_accuracy,
+        training_batch_ids=list(lineage.training_batch_ids),
+        source=lineage.source,
+        validation_rows=lineage.validation_rows,
+        holdout_batch_id=lineage.holdout_batch_id,
     )
 
 

@@ -6,10 +6,12 @@ local MLflow server). Secrets are :class:`~pydantic.SecretStr` and never printed
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -388,3 +390,27 @@ def setting_problems(error: ValidationError, prefix: str) -> list[str]:
         reason = str(item["msg"]).removeprefix("Value error, ")
         problems.append(f"{prefix}{field}: {reason}")
     return problems
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def validated_or_exit(factory: Callable[[], SettingsT], prefix: str) -> SettingsT:
+    """Settings from ``factory``, or exit 2 with one line per bad variable (``prefix`` +
+    name, see :func:`setting_problems`) on stderr: what an entry point (the CLI, the
+    API's ``python -m api``, the bootstrap) does instead of a traceback.
+
+    Raises:
+        SystemExit: code 2, when ``factory`` raises :class:`pydantic.ValidationError`.
+    """
+    try:
+        return factory()
+    except ValidationError as exc:
+        lines = [f"  {line}" for line in setting_problems(exc, prefix)]
+        print("invalid configuration:\n" + "\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def settings_or_exit() -> Settings:
+    """:func:`get_settings`, or exit 2 with one line per bad ``IAC_*`` variable."""
+    return validated_or_exit(get_settings, "IAC_")

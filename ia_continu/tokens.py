@@ -74,6 +74,7 @@ def create_token(
     """Create a token named ``name``; returns its info and the plaintext, shown only once.
 
     Args:
+        engine: the database holding the ``api_tokens`` table.
         name: unique label (letters, digits, ``_.-``, at most 100 characters).
         expires_in: lifetime from now; None for a token that never expires.
 

@@ -3,7 +3,6 @@ retries for minutes by default, the page must answer within seconds."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +10,9 @@ from ia_continu import registry
 
 
 def bound_mlflow_calls(timeout_seconds: float) -> None:
-    """No retries, short HTTP timeout for every MLflow call of this process."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(timeout_seconds))))
+    """No retries, a ``timeout_seconds`` HTTP timeout (whole seconds, at least 1) for every
+    MLflow call of this process (:func:`ia_continu.registry.bound_mlflow_http`)."""
+    registry.bound_mlflow_http(0, timeout_seconds)
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def aliases(tracking_uri: str, name: str) -> list[AliasInfo]:
                 metrics,
                 version.creation_timestamp,
                 validation_rows=ref.validation_rows,
-                window=(version.tags or {}).get("window") or None,
+                window=registry.Lineage.from_tags(version.tags).window,
             )
         )
     return found

@@ -273,11 +273,11 @@ class SignatureValidator:
 
 
 def _client_ids(rows: list[dict[str, Any]], body: bytes) -> list[str | None] | None:
-    """Remove the ``prediction_id`` key from validated ``rows``; the client's ids, None
+    r"""Remove the ``prediction_id`` key from validated ``rows``; the client's ids, None
     per row without one, or None when no row has one.
 
     The key cannot be in ``rows`` unless its name is in the body, literally or with
-    ``\\u`` escapes: a substring search (memchr speed) spares the per-row work.
+    ``\u`` escapes: a substring search (memchr speed) spares the per-row work.
     """
     if _ID_BYTES not in body and b"\\u" not in body:
         return None

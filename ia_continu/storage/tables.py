@@ -116,9 +116,11 @@ class CompactJSON(TypeDecorator[Any]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:  # noqa: ARG002
+        """Encode ``value`` as JSON text; None stays NULL."""
         return None if value is None else orjson.dumps(value).decode()
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:  # noqa: ARG002
+        """Decode the stored JSON text; NULL gives None."""
         return None if value is None else orjson.loads(value)
 
 

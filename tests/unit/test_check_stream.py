@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow.models import infer_signature
 
-from ia_continu import cli, registry, training
+from ia_continu import cli, registry, stream_check, training
 from ia_continu.serving.champion import ServedModel, load_served_model
 from ia_continu.serving.onnx_runtime import compile_onnx
 from ia_continu.serving.signature import SignatureValidator
@@ -315,7 +315,7 @@ def test_check_counts_forty_classes_without_listing_them(
     path = tmp_path / "objects.csv"
     _stream("int40").to_csv(path, index=False)
     _env(monkeypatch, path)
-    summary = cli.check_stream(Settings())
+    summary = stream_check.check_stream(Settings())
     assert len(summary.classes) == 40 and summary.classes[:3] == ("0", "1", "10")
     assert summary.line().endswith("40 classes in the first batch (200 rows)")
     assert (summary.rows, summary.batches, summary.order) == (800, 4, "file order")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ia_continu import cli
+from ia_continu.settings import get_settings
 
 
 def test_check_prints_settings_with_secrets_masked(
@@ -64,7 +65,7 @@ def test_check_and_migrate_mask_every_url_password(
     # The migrate command prints the database URL too.
     monkeypatch.setenv("IAC_DATABASE_URL", f"sqlite:///{tmp_path / 'p.db'}")
     monkeypatch.setenv("IAC_PREDICTION_LOG_DATABASE_URL", f"sqlite:///{tmp_path / 'log.db'}")
-    cli.get_settings.cache_clear()
+    get_settings.cache_clear()
     assert cli.main(["migrate"]) == 0
     assert (tmp_path / "log.db").exists()
 

@@ -1,5 +1,5 @@
 """Pipeline page: start flow runs through the Prefect API, watch recent runs, pause or
-resume the 30-second schedule."""
+resume the loop's schedule (its interval read from the deployment)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from functools import partial
 from typing import Any
 
 import streamlit as st
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.schedules import IntervalSchedule
 
+from ia_continu.settings import get_settings
 from ui import prefect_ops
 from ui.auth import require_login
 
@@ -15,6 +18,19 @@ settings = require_login()
 deployments = prefect_ops.deployments_for(settings.deployment_suffix)
 scheduled = deployments["continuous_training"]
 st.title("Pipeline")
+
+
+async def _schedule(deployment: str) -> tuple[bool, float | None]:
+    """Whether ``deployment``'s schedule is paused, and the interval in seconds of its
+    first interval schedule (None: it has none), as the Prefect API holds them."""
+    async with get_client() as client:
+        found = await client.read_deployment_by_name(deployment)
+    intervals = [
+        entry.schedule.interval.total_seconds()
+        for entry in found.schedules
+        if isinstance(entry.schedule, IntervalSchedule)
+    ]
+    return bool(found.paused), intervals[0] if intervals else None
 
 
 @st.cache_data(ttl=settings.cache_seconds, show_spinner=False)
@@ -52,15 +68,22 @@ for column, (label, deployment) in zip(columns, deployments.items(), strict=True
 
 st.subheader("Schedule")
 try:
-    paused = prefect_ops.call(
-        partial(prefect_ops.schedule_paused, scheduled),
-        settings.timeout_seconds,
-        settings.prefect_api_url,
+    paused, interval = prefect_ops.call(
+        partial(_schedule, scheduled), settings.timeout_seconds, settings.prefect_api_url
     )
 except prefect_ops.PrefectUnavailable as exc:
     st.warning(f"Schedule state unknown: {exc}")
 else:
-    st.write(f"`{scheduled}` every 30 s: **{'paused' if paused else 'active'}**")
+    # The deployment's schedule is the truth; IAC_SCHEDULE_INTERVAL_SECONDS is what the
+    # bootstrap deploys, shown when the deployment has no interval schedule.
+    if interval is not None:
+        rhythm = f"every {interval:g} s"
+    else:
+        rhythm = (
+            f"every {get_settings().schedule_interval_seconds} s once deployed by the "
+            "bootstrap (IAC_SCHEDULE_INTERVAL_SECONDS; the deployment has no interval schedule)"
+        )
+    st.write(f"`{scheduled}` {rhythm}: **{'paused' if paused else 'active'}**")
     if st.button("Resume schedule" if paused else "Pause schedule", key="schedule"):
         try:
             prefect_ops.call(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ia_continu.notify.discord import Delivery, build_embed, send
-from tests.notify.conftest import RecordingSleep
+from tests.unit.notify.conftest import RecordingSleep
 from tests.utils.fake_discord import WEBHOOK_TOKEN, FakeDiscord, closed_port_url
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from ia_continu.notify.discord import build_embed, deliver, send
 from ia_continu.notify.outbox import Outbox
-from tests.notify.conftest import RecordingSleep
+from tests.unit.notify.conftest import RecordingSleep
 from tests.utils.fake_discord import FakeDiscord
 
 SLACK = 10.0  # seconds beyond the deadline a loaded 2-core box may need to wind down

@@ -15,7 +15,7 @@ import pytest
 
 from ia_continu.notify.discord import build_embed, deliver
 from ia_continu.notify.outbox import Outbox, Pending
-from tests.notify.conftest import RecordingSleep
+from tests.unit.notify.conftest import RecordingSleep
 from tests.utils.fake_discord import WEBHOOK_TOKEN, FakeDiscord
 
 
