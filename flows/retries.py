@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import httpx
-from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 TRANSIENT_MLFLOW_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
@@ -17,7 +17,10 @@ def is_transient(exc: BaseException | None) -> bool:
         return True
     if isinstance(exc, OperationalError | InterfaceError):
         return True
-    if isinstance(exc, MlflowException):
+    # MLflow costs about a second to import and a cycle without a retrain may not need it
+    # before its first failure: an MlflowException can only exist once its module is loaded.
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    if mlflow_exceptions is not None and isinstance(exc, mlflow_exceptions.MlflowException):
         return exc.error_code in TRANSIENT_MLFLOW_CODES
     # requests (used by MLflow's client) raises its own ConnectionError subclasses of OSError.
     return isinstance(exc, OSError)

@@ -32,8 +32,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scipy import stats
-
 
 @dataclass(frozen=True)
 class ErrorCount:
@@ -111,6 +109,10 @@ def proportions_test(
         ``(z, p_value)``; ``(0.0, 1.0)`` when either count has no row or the pooled error
         rate is 0 or 1 (nothing to compare).
     """
+    # Imported here: the flow process imports this module on every cycle, and scipy.stats
+    # costs more to import than the rest of the concept-drift test.
+    from scipy import stats
+
     if current.n == 0 or reference.n == 0:
         return 0.0, 1.0
     pooled = (current.errors + reference.errors) / (current.n + reference.n)

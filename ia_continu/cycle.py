@@ -11,32 +11,27 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from loguru import logger
-from mlflow.tracking import MlflowClient
-from sklearn.metrics import f1_score
 
 from ia_continu import registry
 from ia_continu.concept_drift import BatchScore, ErrorCount, detect_concept_drift
 from ia_continu.drift import detect_data_drift
-from ia_continu.estimation import calibrator_to_dict, fit_calibrator, top_class_outputs
 from ia_continu.policy import decide_retrain
-from ia_continu.promotion import FLOAT_SLACK, decide_promotion
 from ia_continu.settings import Settings
 from ia_continu.sources import BatchSource, Schema, build_source
 from ia_continu.storage import repository
 from ia_continu.storage.schema import get_engine
-from ia_continu.training import (
-    accuracy,
-    correct_mask,
-    majority_accuracy,
-    split_holdout,
-    train,
-)
-from ia_continu.windows import WindowChoice, choose_window
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+# The training stack (scikit-learn estimators and metrics, ``training``, ``windows``,
+# ``promotion``, the CBPE calibrator's fit) is imported by the retrain functions that use
+# it: the flow process imports this module on every cycle, and most cycles do not retrain.
 
 Trigger = Literal["drift", "manual", "bootstrap", "schedule"]
 
@@ -221,6 +216,8 @@ def evaluate_drift(inputs: DriftInputs, settings: Settings, force: bool = False)
             min_features=settings.drift_min_features,
         )
     if inputs.champion is not None and inputs.champion_model is not None:
+        from ia_continu.training import correct_mask
+
         labelled = inputs.newest[inputs.newest[inputs.schema.target].notna()]
         right = correct_mask(inputs.champion_model, labelled, inputs.schema)
         performance = detect_concept_drift(
@@ -372,6 +369,8 @@ class TrainingWindow:
         The held-out rows are the newest batch, or its last quarter when
         :attr:`within_newest` (then its first three quarters are the training rows).
         """
+        from ia_continu.training import split_holdout
+
         if self.within_newest:
             return split_holdout(self.frame[self.frame["batch_id"] == self.batch_ids[-1]])
         return split_holdout(self.frame)
@@ -432,6 +431,8 @@ def _rows(frame: pd.DataFrame, batch_ids: Sequence[int]) -> pd.DataFrame:
 def _no_challenger(
     window: TrainingWindow, settings: Settings, holdout: pd.DataFrame, why: str
 ) -> dict[str, Any]:
+    from ia_continu.training import accuracy
+
     champion_acc = accuracy(window.champion_model, holdout, window.schema)
     return {
         "promote": False,
@@ -485,6 +486,8 @@ def fit_calibration(
         model has no ``predict_proba`` or the held-out predictions are all right (or all
         wrong), so a calibrator cannot be fitted (logged).
     """
+    from ia_continu.estimation import calibrator_to_dict, fit_calibrator, top_class_outputs
+
     if not hasattr(model, "predict_proba") or len(features) == 0:
         return None
     try:
@@ -530,6 +533,12 @@ def train_and_gate(window: TrainingWindow, settings: Settings) -> tuple[Any, dic
     Raises:
         ValueError: the window cannot be trained on and there is no champion to keep.
     """
+    from sklearn.metrics import f1_score
+
+    from ia_continu.promotion import decide_promotion
+    from ia_continu.training import accuracy, majority_accuracy, train
+    from ia_continu.windows import WindowChoice, choose_window
+
     schema = window.schema
     newest = window.holdout_batch_id
     # A change first seen in the newest batch leaves no post-change batch to train on
@@ -674,6 +683,9 @@ def load_back_problem(
         mlflow.exceptions.MlflowException, OSError: the registry is unreachable
             (transient: nothing is known about the version yet).
     """
+    from ia_continu.promotion import FLOAT_SLACK
+    from ia_continu.training import accuracy
+
     try:
         loaded = registry.load_fresh(mlflow_client, name, version)
     except registry.UnloadableModelError as exc:

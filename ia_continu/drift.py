@@ -31,7 +31,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
 
 PSI_EPSILON = 1e-4  # floor on bin proportions so empty bins give a finite PSI
 PSI_BINS = 10
@@ -102,6 +101,10 @@ def ks_p_value(d: float, n: int, m: int) -> float:
     the Kolmogorov limiting distribution ``kstwobign.sf(d * sqrt(en))``, which differs by
     O(1/sqrt(en)) and is ~100x cheaper than the exact ``kstwo`` at that size.
     """
+    # scipy.stats is imported by the functions that test: the flow process imports this
+    # module on every cycle, ahead of knowing whether there is anything to compare.
+    from scipy import stats
+
     en = n * m / (n + m)
     if en <= KS_EXACT_MAX_EN:
         return float(np.clip(stats.kstwo.sf(d, np.round(en)), 0.0, 1.0))
@@ -146,6 +149,8 @@ def _numeric_sorted(
 
 
 def _categorical(reference: pd.Series, current: pd.Series) -> tuple[float, float, float, float]:
+    from scipy import stats
+
     codes, categories = pd.factorize(pd.concat([reference, current], ignore_index=True))
     k = len(categories)
     table = np.vstack(
@@ -191,6 +196,8 @@ def detect_data_drift(
     Raises:
         ValueError: a feature is missing, or a window has no non-missing value for it.
     """
+    from scipy import stats
+
     names = [*numeric, *categorical]
     if not names:
         raise ValueError("no feature to compare")

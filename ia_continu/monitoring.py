@@ -64,7 +64,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -72,16 +72,15 @@ from loguru import logger
 
 from ia_continu import cycle, registry
 from ia_continu.drift import DataDriftReport, detect_data_drift
-from ia_continu.estimation import (
-    AccuracyEstimate,
-    Calibrator,
-    estimate_accuracy,
-    top_class_outputs,
-)
 from ia_continu.settings import Settings
 from ia_continu.sources import Schema
 from ia_continu.storage import repository
 from ia_continu.storage.schema import get_engine
+
+if TYPE_CHECKING:
+    # Imported where used: scikit-learn's isotonic regression is a second of import that
+    # a flow process pays only when the serving monitor runs.
+    from ia_continu.estimation import AccuracyEstimate, Calibrator
 
 PREDICTION = "prediction"
 PROBABILITY = "probability"
@@ -191,6 +190,8 @@ def reference_outputs(champion_model: Any, reference: pd.DataFrame, schema: Sche
         stores it) and ``probability`` (probability of that class, 0..1, or NaN for a
         model without ``predict_proba``), one row per reference row, same index.
     """
+    from ia_continu.estimation import top_class_outputs
+
     features = reference[list(schema.features)]
     if hasattr(champion_model, "predict_proba"):
         outputs = top_class_outputs(champion_model.predict_proba(features), champion_model.classes_)
@@ -327,6 +328,8 @@ def monitor_serving(
         if ours.any():
             problems.append("no served probability in the window: no estimate")
     else:
+        from ia_continu.estimation import estimate_accuracy
+
         estimate = estimate_accuracy(calibrator, scored.to_numpy(dtype=np.float64))
     reference_accuracy = calibrator.reference_accuracy if calibrator is not None else None
     warn = bool(

@@ -13,17 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mlflow
-import mlflow.sklearn
-import pandas as pd
 from loguru import logger
-from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
 
-from ia_continu.estimation import Calibrator, calibrator_from_dict
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from ia_continu.estimation import Calibrator
+
+# MLflow (about a second to import) and scikit-learn (through ``mlflow.sklearn`` and the
+# calibrator) are imported by the functions that use them: a flow process imports this
+# module with its flow, long before (and often without) talking to the registry.
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -190,6 +192,9 @@ def client(
     :func:`bound_mlflow_http`; Prefect's task retries handle longer outages. With
     retries, the backoff factor drops to 1 s (waits of 0 s, 2 s, 4 s…).
     """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     bound_mlflow_http(
         http_max_retries,
@@ -202,6 +207,8 @@ def client(
 
 def experiment_id(mlflow_client: MlflowClient, name: str) -> str:
     """Id of experiment ``name``, created if missing (safe when two processes race)."""
+    from mlflow.exceptions import MlflowException
+
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
@@ -220,6 +227,8 @@ def get_alias(mlflow_client: MlflowClient, name: str, alias: str = CHAMPION) -> 
     Raises:
         mlflow.exceptions.MlflowException: the server fails for another reason.
     """
+    from mlflow.exceptions import MlflowException
+
     try:
         version = mlflow_client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
@@ -249,6 +258,8 @@ def load_model(uri: str, tracking_uri: str) -> Any:
 
 @lru_cache(maxsize=4)
 def _load_model(uri: str, tracking_uri: str) -> Any:
+    import mlflow.sklearn
+
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow.sklearn.load_model(uri)
 
@@ -279,6 +290,9 @@ def load_fresh(mlflow_client: MlflowClient, name: str, version: int) -> Any:
         mlflow.exceptions.MlflowException, OSError: the registry itself is unreachable
             (transient: the caller retries later; nothing is decided about the version).
     """
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+
     mlflow.set_tracking_uri(mlflow_client.tracking_uri)
     try:
         return mlflow.sklearn.load_model(f"models:/{name}/{version}")
@@ -325,6 +339,9 @@ def log_challenger(
     Returns:
         ``(run_id, model_uri)``; the model is not registered yet.
     """
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
     experiment_id(mlflow_client, experiment)
     mlflow.set_experiment(experiment)
     signature = infer_signature(input_example, model.predict(input_example))
@@ -362,6 +379,8 @@ def load_calibrator(client_or_uri: MlflowClient | str, model_ref: ModelRef) -> C
         mlflow.exceptions.MlflowException, OSError: the tracking server is unreachable
             (transient: the flow's retries handle it).
     """
+    from ia_continu.estimation import calibrator_from_dict
+
     mlflow_client = client(client_or_uri) if isinstance(client_or_uri, str) else client_or_uri
     if model_ref.run_id is None:
         return None
@@ -392,6 +411,8 @@ def register(
     ``mlflow.register_model`` creates the registered model if needed and links the
     MLflow 3 logged model (``models:/m-…``) to the version.
     """
+    import mlflow
+
     mlflow.set_tracking_uri(mlflow_client.tracking_uri)
     version = mlflow.register_model(model_uri, name, tags=tags)
     return int(version.version)
@@ -475,6 +496,8 @@ def log_drift_run(
     *, experiment: str, report: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]
 ) -> str:
     """Log one drift report as an MLflow run (metrics per feature + ``drift_report.json``)."""
+    import mlflow
+
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=f"drift-batch-{tags.get('batch_id', '?')}", tags=tags) as run:
         mlflow.log_metrics(metrics)

@@ -28,14 +28,18 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
-from pandera.errors import SchemaErrors
 
 from ia_continu.sources import Schema
+
+if TYPE_CHECKING:
+    # pandera is imported where a batch is validated: the flow process imports this module
+    # (through the repository) on every cycle, before knowing whether it will ingest.
+    import pandera.pandas as pa
+    from pandera.errors import SchemaErrors
 
 #: Failures listed in a verdict's reason (all are counted).
 MAX_REASON_FAILURES = 5
@@ -140,6 +144,8 @@ def batch_schema(schema: Schema, min_rows: int = 1) -> pa.DataFrameSchema:
     Returns:
         A lazy-validatable ``DataFrameSchema``; extra columns are allowed.
     """
+    import pandera.pandas as pa
+
     columns: dict[str, pa.Column] = {}
     for name in schema.numeric:
         columns[name] = pa.Column(
@@ -232,6 +238,8 @@ def validate_batch(frame: pd.DataFrame, schema: Schema, min_rows: int = 1) -> Ve
     Returns:
         The verdict: ``valid``, and the failures (column, 0-based row, rule) otherwise.
     """
+    from pandera.errors import SchemaErrors
+
     try:
         batch_schema(schema, min_rows).validate(frame, lazy=True)
     except SchemaErrors as errors:

@@ -14,6 +14,7 @@ import httpx
 import pendulum
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterExpectedStartTime
+from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
@@ -127,11 +128,22 @@ async def recent_runs(limit: int = 50) -> list[dict[str, Any]]:
     return rows
 
 
-async def schedule_paused(deployment: str = SCHEDULED) -> bool:
-    """Whether ``deployment``'s schedule is paused."""
+async def schedule_state(deployment: str = SCHEDULED) -> tuple[bool, float | None]:
+    """Whether ``deployment``'s schedule is paused, and the interval in seconds of its
+    first interval schedule (None: it has none), as the Prefect API holds them."""
     async with get_client() as client:
         found = await client.read_deployment_by_name(deployment)
-    return bool(found.paused)
+    intervals = [
+        entry.schedule.interval.total_seconds()
+        for entry in found.schedules
+        if isinstance(entry.schedule, IntervalSchedule)
+    ]
+    return bool(found.paused), intervals[0] if intervals else None
+
+
+async def schedule_paused(deployment: str = SCHEDULED) -> bool:
+    """Whether ``deployment``'s schedule is paused."""
+    return (await schedule_state(deployment))[0]
 
 
 async def set_schedule_paused(paused: bool, deployment: str = SCHEDULED) -> None:

@@ -7,16 +7,22 @@ import fcntl
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+
+if TYPE_CHECKING:
+    # Alembic is imported where a schema is upgraded or inspected, not by every module
+    # that reaches the database through this one (the flows import it with their module).
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:
     """An Alembic config for ``url`` using the packaged migrations (no alembic.ini needed)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -91,6 +97,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     PostgreSQL advisory lock or, for SQLite, a lock file next to the database makes
     them upgrade one after the other; the later ones find the schema at head.
     """
+    from alembic import command
+
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     serialise = (
         _sqlite_file_lock(engine) if engine.dialect.name == "sqlite" else contextlib.nullcontext()

@@ -7,8 +7,6 @@ from functools import partial
 from typing import Any
 
 import streamlit as st
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.schedules import IntervalSchedule
 
 from ia_continu.settings import get_settings
 from ui import prefect_ops
@@ -18,19 +16,6 @@ settings = require_login()
 deployments = prefect_ops.deployments_for(settings.deployment_suffix)
 scheduled = deployments["continuous_training"]
 st.title("Pipeline")
-
-
-async def _schedule(deployment: str) -> tuple[bool, float | None]:
-    """Whether ``deployment``'s schedule is paused, and the interval in seconds of its
-    first interval schedule (None: it has none), as the Prefect API holds them."""
-    async with get_client() as client:
-        found = await client.read_deployment_by_name(deployment)
-    intervals = [
-        entry.schedule.interval.total_seconds()
-        for entry in found.schedules
-        if isinstance(entry.schedule, IntervalSchedule)
-    ]
-    return bool(found.paused), intervals[0] if intervals else None
 
 
 @st.cache_data(ttl=settings.cache_seconds, show_spinner=False)
@@ -69,7 +54,9 @@ for column, (label, deployment) in zip(columns, deployments.items(), strict=True
 st.subheader("Schedule")
 try:
     paused, interval = prefect_ops.call(
-        partial(_schedule, scheduled), settings.timeout_seconds, settings.prefect_api_url
+        partial(prefect_ops.schedule_state, scheduled),
+        settings.timeout_seconds,
+        settings.prefect_api_url,
     )
 except prefect_ops.PrefectUnavailable as exc:
     st.warning(f"Schedule state unknown: {exc}")
