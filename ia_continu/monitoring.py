@@ -453,11 +453,7 @@ def run_serving_monitor(settings: Settings, now: datetime | None = None) -> dict
     if model is None or not champion.training_batch_ids:
         why = problem or f"champion version {champion.version} has no training lineage"
         return {**summary, "status": "no_reference", "reason": why}
-    window = (
-        serving_source.serving_window(settings, engine)
-        if now is None
-        else serving_source.serving_window(settings, engine, now=now)
-    )
+    window = serving_source.serving_window(settings, engine, now=now)
     if window.empty:
         return {**summary, "status": "no_window", "reason": "no served prediction yet"}
     reference = repository.load_frame(engine, champion.training_batch_ids)

@@ -25,7 +25,7 @@ from tests.docker.phases import (
     remove_containers,
     run_phase,
 )
-from tests.integration.test_loop import _pause_schedules_and_clear
+from tests.utils.deployed import pause_schedules_and_clear
 from tests.utils.servers import (
     BIN,
     Stack,
@@ -100,8 +100,8 @@ def test_continuous_training_runs_inside_a_container(
     api = temporary_settings(updates={PREFECT_API_URL: servers.prefect_api_url})
     api.__enter__()
     request.addfinalizer(lambda: api.__exit__(None, None, None))
-    asyncio.run(_pause_schedules_and_clear(DEPLOYMENT))
-    asyncio.run(_pause_schedules_and_clear("ingest_labels/ingest-labels-docker"))
+    asyncio.run(pause_schedules_and_clear(DEPLOYMENT))
+    asyncio.run(pause_schedules_and_clear("ingest_labels/ingest-labels-docker"))
     deployment = asyncio.run(_read_deployment(DEPLOYMENT))
     variables = deployment.job_variables
     assert variables["image"] == FLOWS_IMAGE

@@ -3,18 +3,14 @@ process worker, flow runs triggered through the API, and a fake Discord on 127.0
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from tests.utils.deployed import bootstrap_paused, loop_env
 from tests.utils.fake_discord import FakeDiscord
 from tests.utils.servers import BIN, Stack, prefect_and_mlflow, spawn, stop
 
@@ -35,48 +31,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _env(stack: Stack, webhook: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IAC_")}
-    env.update(
-        PREFECT_API_URL=stack.prefect_api_url,
-        PREFECT_HOME=str(stack.home / "client"),
-        IAC_DATA_DIR=str(stack.home / "state"),
-        IAC_MLFLOW_TRACKING_URI=stack.mlflow_url,
-        IAC_REGISTERED_MODEL_NAME=MODEL,
+    return loop_env(
+        stack,
+        webhook,
+        MODEL,
         IAC_DATA_SOURCE="synthetic",
         IAC_SYNTHETIC_MODE="concept_drift",
         IAC_BATCH_SIZE="300",
         IAC_SYNTHETIC_PERIOD_BATCHES="3",
         IAC_TRAINING_WINDOW_BATCHES="2",
-        IAC_DISCORD_WEBHOOK_URL=webhook,
-        # Triggered runs are not scheduled runs: keep the lateness rule out of the way.
-        IAC_SCHEDULE_INTERVAL_SECONDS="600",
     )
-    return env
-
-
-async def _pause_schedules_and_clear(deployment_name: str) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        DeploymentFilter,
-        DeploymentFilterId,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    async with get_client() as client:
-        deployment = await client.read_deployment_by_name(deployment_name)
-        for schedule in await client.read_deployment_schedules(deployment.id):
-            await client.update_deployment_schedule(deployment.id, schedule.id, active=False)
-        scheduled = await client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
-            ),
-        )
-        for run in scheduled:
-            await client.delete_flow_run(run.id)
 
 
 def test_deployed_loop_detects_drift_promotes_and_notifies(
@@ -88,19 +52,7 @@ def test_deployed_loop_detects_drift_promotes_and_notifies(
             if key.startswith(("IAC_", "PREFECT_")):
                 monkeypatch.setenv(key, value)
 
-        # README path: bootstrap = pool + concurrency limit + Secret block + `prefect deploy --all`.
-        subprocess.run(
-            [sys.executable, "-m", "deployments.bootstrap", "--pool", POOL],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            timeout=300,
-        )
-        api = temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url})
-        api.__enter__()
-        request.addfinalizer(lambda: api.__exit__(None, None, None))
-        asyncio.run(_pause_schedules_and_clear("continuous_training/continuous-training"))
-        asyncio.run(_pause_schedules_and_clear("ingest_labels/ingest-labels"))
+        bootstrap_paused(env, POOL, stack.prefect_api_url, request)
         worker = spawn(
             [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
             stack.home / "worker.log",

@@ -12,12 +12,8 @@ schedules would run them, so the test never waits on a schedule.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +23,6 @@ import httpx
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -42,7 +37,7 @@ from ia_continu.storage.tables import (
     ServedPredictionRow,
     ServingReportRow,
 )
-from tests.integration.test_loop import _pause_schedules_and_clear
+from tests.utils.deployed import bootstrap_paused, loop_env
 from tests.utils.fake_discord import FakeDiscord
 from tests.utils.live_api import api_process
 from tests.utils.servers import BIN, Stack, prefect_and_mlflow, spawn, stop, wait_until
@@ -99,13 +94,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _env(stack: Stack, webhook: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IAC_")}
-    env.update(
-        PREFECT_API_URL=stack.prefect_api_url,
-        PREFECT_HOME=str(stack.home / "client"),
-        IAC_DATA_DIR=str(stack.home / "state"),
-        IAC_MLFLOW_TRACKING_URI=stack.mlflow_url,
-        IAC_REGISTERED_MODEL_NAME=MODEL,
+    return loop_env(
+        stack,
+        webhook,
+        MODEL,
         IAC_DATA_SOURCE="serving",
         IAC_SERVING_SEED_SOURCE="synthetic",
         IAC_SYNTHETIC_MODE="concept_drift",
@@ -115,10 +107,7 @@ def _env(stack: Stack, webhook: str) -> dict[str, str]:
         IAC_LABEL_DELAY=str(LABEL_DELAY),
         IAC_LABELS_SETTLE_SECONDS="0.5",
         IAC_CHALLENGE_EVERY_CYCLES="0",  # retrain on drift only: the trigger is unambiguous
-        IAC_DISCORD_WEBHOOK_URL=webhook,
-        IAC_SCHEDULE_INTERVAL_SECONDS="600",  # triggered runs are not late runs
     )
-    return env
 
 
 def _run(deployment: str) -> None:
@@ -168,18 +157,7 @@ def test_served_traffic_drives_the_loop_with_delayed_labels(
                 monkeypatch.setenv(key, value)
         db_url = f"sqlite:///{stack.home / 'state' / 'ia_continu.db'}"
         inbox = stack.home / "state" / "labels"
-        subprocess.run(
-            [sys.executable, "-m", "deployments.bootstrap", "--pool", POOL],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            timeout=300,
-        )
-        prefect_api = temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url})
-        prefect_api.__enter__()
-        request.addfinalizer(lambda: prefect_api.__exit__(None, None, None))
-        for name in ("continuous_training/continuous-training", "ingest_labels/ingest-labels"):
-            asyncio.run(_pause_schedules_and_clear(name))
+        bootstrap_paused(env, POOL, stack.prefect_api_url, request)
         worker = spawn(
             [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
             stack.home / "worker.log",
