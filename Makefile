@@ -130,9 +130,23 @@ bench-serving: install ## The loop on served traffic, real servers: drift's firs
 	$(PY) -m pytest -q -p no:cacheprovider -s tests/integration/test_serving_loop.py
 	cp test-artifacts/serving-loop.json bench/results/serving-loop.json
 
-lock: ## Re-resolve requirements/lock.txt (dev) and requirements/runtime.txt (images) from pyproject.toml
+IMAGES := flows api ui
+
+# One resolution (lock.txt, everything: dev installs every app's extra), then slices of it
+# with the lock as constraints, so a package has one version everywhere: core.txt (the
+# images' shared layer) and each image's extra.
+lock: ## Re-resolve requirements/lock.txt (dev) and requirements/{core,flows,api,ui}.txt (images) from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra bench -p 3.11 --no-header -o requirements/lock.txt
-	$(VENV)/bin/uv pip compile pyproject.toml -c requirements/lock.txt -p 3.11 --no-header -o requirements/runtime.txt
+	$(VENV)/bin/uv pip compile pyproject.toml -c requirements/lock.txt -p 3.11 --no-header -o requirements/core.txt
+	for image in $(IMAGES); do \
+	  $(VENV)/bin/uv pip compile pyproject.toml --extra $$image -c requirements/lock.txt -p 3.11 --no-header -o requirements/$$image.txt || exit 1; \
+	done
 
 clean: ## Remove local state (.iac) and caches
 	rm -rf .iac .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench-containers
+bench-containers: install ## Docker pool: scheduled start -> Completed of 20 runs without and 20 with retrain, skipped share (~25 min)
+	infra/scripts/ensure-test-deps.sh
+	infra/scripts/ensure-docker.sh
+	$(PY) -m bench.container_runtime --runs 20

@@ -10,9 +10,9 @@ from fastapi import Depends, HTTPException, Request, status
 
 from api import metrics
 from api.settings import ApiSettings
+from ia_continu.auth.tokens import TokenInfo, TokenVerifier
 from ia_continu.serving.champion import ChampionWatcher, ServedModel
 from ia_continu.serving.prediction_log import PredictionLog
-from ia_continu.tokens import TokenInfo, TokenVerifier
 
 
 async def _watcher(request: Request) -> ChampionWatcher:

@@ -23,13 +23,13 @@ from api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from api.routes import health, model, predict
 from api.routes import metrics as metrics_route
 from api.settings import ApiSettings, get_api_settings
-from ia_continu import registry
+from ia_continu.auth.tokens import TokenVerifier
+from ia_continu.data.storage.migrate import migrate
 from ia_continu.logs import configure_logging
 from ia_continu.serving.champion import ChampionWatcher, PollOutcome
 from ia_continu.serving.prediction_log import PredictionLog, Retention
 from ia_continu.settings import Settings, get_settings
-from ia_continu.storage.schema import get_engine
-from ia_continu.tokens import TokenVerifier
+from ia_continu.training import registry
 
 DESCRIPTION = """Predictions from the registered model behind the `champion` alias.
 
@@ -83,7 +83,9 @@ def create_app(
         # 7 retries with exponential backoff.
         registry.bound_mlflow_http(0, api_settings.registry_timeout_seconds)
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        engine = await asyncio.to_thread(get_engine, settings.resolved_database_url)
+        # The API's start-up is one of the places that upgrade the schema (with the
+        # bootstrap and `ia-continu migrate`): it may start before anything else did.
+        engine = await asyncio.to_thread(migrate, settings.resolved_database_url)
         watcher = ChampionWatcher(
             settings.mlflow_tracking_uri,
             settings.registered_model_name,
@@ -99,7 +101,7 @@ def create_app(
             log_engine = (
                 engine
                 if log_url == settings.resolved_database_url
-                else await asyncio.to_thread(get_engine, log_url)
+                else await asyncio.to_thread(migrate, log_url)
             )
             prediction_log = PredictionLog(
                 log_engine,

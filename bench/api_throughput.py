@@ -31,9 +31,9 @@ import httpx
 from bench._common import RESULTS_DIR, fmt, machine, markdown_table, summarize_ms
 from devkit.models import elec2_rows, register_version
 from devkit.processes import free_port, spawn, stop, wait_healthy
+from ia_continu.auth.tokens import create_token
+from ia_continu.data.storage.engine import get_engine
 from ia_continu.settings import Settings
-from ia_continu.storage.schema import get_engine
-from ia_continu.tokens import create_token
 
 MODEL = "bench-classifier"
 # Our API in three configurations: name -> (table label, extra environment).

@@ -29,9 +29,9 @@ import pandas as pd
 
 from bench.stream_report import PolicyTrace
 from bench.stream_suite import Stream, river_version
+from ia_continu.data.sources import Schema
 from ia_continu.settings import Settings
-from ia_continu.sources import Schema
-from ia_continu.training import train
+from ia_continu.training.trainer import train
 
 
 def _labelled(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
@@ -71,7 +71,7 @@ def majority_previous(stream: Stream) -> PolicyTrace:
 def last_batch(stream: Stream, settings: Settings) -> PolicyTrace:
     """The project's estimator trained on batch ``t - 1`` alone predicts batch ``t``.
 
-    ``ia_continu.training.train(batch, schema, settings.estimator,
+    ``ia_continu.training.trainer.train(batch, schema, settings.estimator,
     settings.estimator_params)`` after every batch; a batch it cannot train on (single
     class, no label) keeps the previous model (``retrain`` and ``promoted`` False
     there). Before any model exists the majority class of the last batch answers.

@@ -1,4 +1,4 @@
-"""Estimated vs realised accuracy: CBPE (``ia_continu.estimation``) against the naive estimate.
+"""Estimated vs realised accuracy: CBPE (``ia_continu.monitoring.estimation``) against the naive estimate.
 
 Question: before a window's labels arrive, how well does confidence-based performance
 estimation (CBPE) predict the accuracy the champion will turn out to have there, compared
@@ -10,7 +10,7 @@ weather (``../shared/datasets/weather.csv``, batches of 336 days), loaded by
 a synthetic control, ``synthetic_covariate``, where the assumption of CBPE holds by
 construction (P(y | x) fixed, P(x) moving; see :func:`synthetic_covariate_stream`).
 
-Protocol, per stream and estimator (``ia_continu.training.train``, the project's pipeline):
+Protocol, per stream and estimator (``ia_continu.training.trainer.train``, the project's pipeline):
 
 * ``static``: the champion is trained on batches 0..3, its calibrator
   (``fit_calibrator``) fitted on batch 4 (the reference: labelled rows it was not trained
@@ -48,15 +48,15 @@ import pandas as pd
 
 from bench._common import RESULTS_DIR, fmt, markdown_table, write_json
 from bench.stream_suite import DEFAULT_DATASETS_DIR, SUITE, load_stream
-from ia_continu.estimation import (
+from ia_continu.data.sources import Schema
+from ia_continu.monitoring.estimation import (
     DEFAULT_CONFIDENCE,
     estimate_accuracy,
     fit_calibrator,
     top_class_probability,
 )
 from ia_continu.settings import EstimatorName
-from ia_continu.sources import Schema
-from ia_continu.training import ESTIMATORS, correct_mask, train
+from ia_continu.training.trainer import ESTIMATORS, correct_mask, train
 
 REAL_STREAMS = ("elec2", "weather")
 SYNTHETIC = "synthetic_covariate"

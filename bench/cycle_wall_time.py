@@ -37,9 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import RESULTS_DIR, fmt, markdown_table, summarize_ms, write_json
-from ia_continu import cycle, registry
+from ia_continu.data.storage.engine import get_engine
+from ia_continu.loop import cycle
+from ia_continu.loop.results import RetrainOutcome
 from ia_continu.settings import Settings
-from ia_continu.storage.schema import get_engine
+from ia_continu.training import registry
 
 STAGES = (
     "ingest",
@@ -163,9 +165,9 @@ def run_cycle(settings: Settings) -> dict[str, Any]:
     t = lap("evaluate_drift", t)
     report_id = cycle.persist_drift_report(settings, report)
     t = lap("persist_drift_report", t)
-    outcome: dict[str, Any] | None = None
-    retrain = bool(report["decision"]["retrain"])
-    if retrain:
+    outcome: RetrainOutcome | None = None
+    retrain = report.decision.trigger is not None
+    if report.decision.trigger is not None:
         window = cycle.load_training_window(settings, report_id)
         t = lap("load_training_window", t)
         challenger, decision = cycle.train_and_gate(window, settings)
@@ -175,19 +177,19 @@ def run_cycle(settings: Settings) -> dict[str, Any]:
             window,
             challenger,
             decision,
-            trigger="bootstrap" if window.champion is None else "drift",
+            trigger=report.decision.trigger,
             drift_report_id=report_id,
         )
         t = lap("record_challenger", t)
     return {
-        "batch_id": batch["batch_id"],
-        "position": batch["position"],
+        "batch_id": batch.batch_id,
+        "position": batch.position,
         "seconds": t - begin,
         "stages": stages,
         "retrain": retrain,
-        "reason": report["decision"]["reason"],
-        "data_drift": bool(report["data_drift"] and report["data_drift"]["drift"]),
-        "promoted": bool(outcome and outcome["promoted"]),
+        "reason": report.decision.reason,
+        "data_drift": report.has_data_drift,
+        "promoted": bool(outcome and outcome.promoted),
     }
 
 

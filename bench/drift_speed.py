@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from bench._common import RESULTS_DIR, markdown_table, write_json
-from ia_continu.drift import detect_data_drift
+from ia_continu.monitoring.data_drift import detect_data_drift
 from ia_continu.settings import Settings
 
 N_NUMERIC = 20

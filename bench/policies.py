@@ -10,11 +10,11 @@ in place predicts the whole batch *before* the policy may learn from it.
   (the same window choice as ours) and the chosen window's model, refitted to include
   batch ``t``, is promoted without a gate.
 * ``ours``: the real cycle. ``cycle.evaluate_drift`` on in-memory
-  :class:`~ia_continu.cycle.DriftInputs` (the champion's
-  :class:`~ia_continu.registry.ModelRef` with the validation accuracy and row count the
+  :class:`~ia_continu.loop.cycle.DriftInputs` (the champion's
+  :class:`~ia_continu.training.registry.ModelRef` with the validation accuracy and row count the
   registry stores, its training batches as the reference window, and its service record
   as the drift reports in the database would give it); on a retrain decision
-  ``cycle.train_and_gate`` on an in-memory :class:`~ia_continu.cycle.TrainingWindow`
+  ``cycle.train_and_gate`` on an in-memory :class:`~ia_continu.loop.cycle.TrainingWindow`
   carrying the report's change point; a passing gate makes the returned model champion
   with the tags ``cycle.record_challenger`` registers.
 
@@ -34,10 +34,12 @@ import pandas as pd
 
 from bench.stream_report import PolicyTrace
 from bench.stream_suite import frame_of
-from ia_continu import cycle, registry
-from ia_continu.concept_drift import BatchScore, ErrorCount
+from ia_continu.loop import cycle
+from ia_continu.loop.results import GateResult
+from ia_continu.monitoring.concept_drift import BatchScore, ErrorCount
 from ia_continu.settings import Settings
-from ia_continu.training import train
+from ia_continu.training import registry
+from ia_continu.training.trainer import train
 
 MODEL_NAME = "bench-streams"
 
@@ -76,17 +78,17 @@ def window_at(
 
 
 def promoted(
-    window: cycle.TrainingWindow, model: Any, decision: dict[str, Any], champion: Champion | None
+    window: cycle.TrainingWindow, model: Any, decision: GateResult, champion: Champion | None
 ) -> Champion:
     """What ``cycle.record_challenger`` leaves behind the ``champion`` alias."""
     ref = registry.ModelRef(
         name=MODEL_NAME,
         version=champion.ref.version + 1 if champion else 1,
         run_id=None,
-        validation_accuracy=float(f"{decision['challenger_accuracy']:.6f}"),
-        training_batch_ids=list(decision["training_batch_ids"]),
+        validation_accuracy=float(f"{decision.challenger_accuracy or 0.0:.6f}"),
+        training_batch_ids=list(decision.training_batch_ids),
         source=window.source,
-        validation_rows=int(decision["holdout_rows"]),
+        validation_rows=decision.holdout_rows,
         holdout_batch_id=window.holdout_batch_id,
     )
     return Champion(ref, model, last_retrain=window.holdout_batch_id)
@@ -96,10 +98,10 @@ def bootstrap(name: str, schema: Any, batches: list[pd.DataFrame], settings: Set
     """The flows' first cycle: no champion, train on batch 0 (last quarter held out)."""
     window = window_at(name, schema, batches, 0, settings, None)
     model, decision = cycle.train_and_gate(window, settings)
-    if not decision["promote"]:
+    if not decision.promote:
         # The baseline floor can refuse even the first model: the flows then have no
         # champion and retrain next cycle; the bench serves it anyway to keep one protocol.
-        decision = {**decision, "promote": True}
+        decision = decision.model_copy(update={"promote": True})
     return promoted(window, model, decision, None)
 
 
@@ -129,16 +131,18 @@ def step_every_batch(
     info = {"retrain": True}
     if model is None:
         return champion, info
-    choice = decision["window"]
-    if settings.refit_on_holdout and not decision["refit"]:
+    choice = decision.window
+    if settings.refit_on_holdout and not decision.refit and choice is not None:
         try:
             model = train(
-                frame_of(batches, list(choice["refit_batch_ids"])),
+                frame_of(batches, list(choice.refit_batch_ids)),
                 schema,
                 settings.estimator,
                 settings.estimator_params,
             )
-            decision = {**decision, "training_batch_ids": list(choice["refit_batch_ids"])}
+            decision = decision.model_copy(
+                update={"training_batch_ids": list(choice.refit_batch_ids)}
+            )
         except ValueError:
             pass
     info["promoted"] = True
@@ -169,31 +173,26 @@ def step_ours(
         cycles_since_retrain=t - champion.last_retrain,
     )
     report = cycle.evaluate_drift(inputs, settings)
-    performance = report["performance"] or {}
-    data = report["data_drift"] or {}
+    performance = report.performance
+    if performance is None:
+        raise ValueError("a bench champion always has a concept-drift test")
     champion.service.append(
-        BatchScore(
-            t,
-            ErrorCount(int(performance["n"]), int(performance["errors"])),
-            bool(performance["drift"]),
-        )
+        BatchScore(t, ErrorCount(performance.n, performance.errors), performance.drift)
     )
     info: dict[str, Any] = {
-        "concept_drift": bool(performance.get("drift")),
-        "data_drift": bool(data.get("drift")),
-        "reason": report["decision"]["reason"],
+        "concept_drift": report.concept_drift,
+        "data_drift": report.has_data_drift,
+        "reason": report.decision.reason,
     }
-    if not report["decision"]["retrain"]:
+    if not report.decision.retrain:
         return champion, info
     info["retrain"] = True
     champion.last_retrain = t
-    window = window_at(
-        name, schema, batches, t, settings, champion, performance.get("change_batch_id")
-    )
+    window = window_at(name, schema, batches, t, settings, champion, performance.change_batch_id)
     model, decision = cycle.train_and_gate(window, settings)
-    info["gate"] = decision["reason"]
-    info["window"] = (decision.get("window") or {}).get("label")
-    if model is None or not decision["promote"]:
+    info["gate"] = decision.reason
+    info["window"] = decision.window.label if decision.window else None
+    if model is None or not decision.promote:
         return champion, info
     info["promoted"] = True
     return promoted(window, model, decision, champion), info

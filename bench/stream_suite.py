@@ -2,7 +2,7 @@
 
 Every stream is replayed exactly as a user would configure it: a
 :class:`StreamSpec` becomes ``IAC_REPLAY_*`` settings (:func:`settings_for`) and the
-batches are read by ``ia_continu.sources.build_source`` (:func:`load_stream`), one pass.
+batches are read by ``ia_continu.data.sources.build_source`` (:func:`load_stream`), one pass.
 
 Real streams (see ``../shared/datasets/README.md`` for columns and attribution): Elec2
 (packaged), NOAA weather, Outdoor objects (40 classes), Souza 2CDT / 2CHT (incremental).
@@ -35,9 +35,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ia_continu.data.sources import ReplaySource, Schema, build_source
 from ia_continu.settings import PACKAGED_ELEC2, Settings
-from ia_continu.sources import ReplaySource, Schema, build_source
-from ia_continu.training import accuracy, train
+from ia_continu.training.trainer import accuracy, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASETS_DIR = REPO_ROOT.parent / "shared" / "datasets"
@@ -473,7 +473,7 @@ def load_stream(
 
     Raises:
         FileNotFoundError: a real stream's CSV is missing (see :func:`resolve`).
-        ia_continu.sources.SourceConfigError: the CSV does not fit the spec's columns.
+        ia_continu.data.sources.SourceConfigError: the CSV does not fit the spec's columns.
     """
     spec = resolve(spec, datasets_dir, generated_dir)
     source = build_source(settings_for(spec))

@@ -1,6 +1,6 @@
 r"""Traffic simulator: replays a stream as API clients, then drops the true labels late.
 
-Rows of a stream (any :class:`ia_continu.sources.BatchSource`: the replay or synthetic
+Rows of a stream (any :class:`ia_continu.data.sources.BatchSource`: the replay or synthetic
 source the ``IAC_*`` settings name) are posted to ``POST /predict`` (one row per
 request) or ``POST /predict/batch`` at a fixed rate, each with a client-given
 ``prediction_id`` ``t<run>-<position>-<row>`` (or the id the API assigns). The true
@@ -53,8 +53,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from ia_continu.data.sources import BatchSource, SourceConfigError, StreamExhausted, build_source
 from ia_continu.settings import Settings
-from ia_continu.sources import BatchSource, SourceConfigError, StreamExhausted, build_source
 
 LabelFormat = Literal["csv", "parquet"]
 SUMMARY_SECONDS = 10.0

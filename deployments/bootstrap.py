@@ -47,13 +47,16 @@ from typing import Any
 import httpx
 from loguru import logger
 
-from flows.guards import crash, is_stale, stale_bound, stale_message
+from flows.guards import crash, interval_of, is_stale, stale_bound, stale_message
+from ia_continu.data.storage.engine import get_engine
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.stream_check import stream_or_exit
 from ia_continu.settings import Settings, get_settings, settings_or_exit
-from ia_continu.storage.schema import get_engine
-from ia_continu.stream_check import stream_or_exit
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DATABASE_URL_BLOCK = "ia-continu-database-url"
+#: The shortest schedule interval the loop supports (``IAC_SCHEDULE_INTERVAL_SECONDS`` >= 5).
+SHORTEST_INTERVAL = timedelta(seconds=5)
 DOCKER_SUFFIX = "-docker"
 # prefect.yaml's build step and job variables read these; a value unset here would be
 # templated to an empty string by `prefect deploy`.
@@ -151,9 +154,11 @@ def sweep_pool(
     - ``Pending``/``Running`` runs whose process is gone (``check_pids``: a process pool
       on this host) or that entered their state more than ``bound`` ago are marked
       ``Crashed``: they hold work-pool slots until they leave those states.
-    - Auto-scheduled runs still ``Scheduled``/``Late`` more than ``interval`` after their
+    - Auto-scheduled runs still ``Scheduled``/``Late`` more than one interval after their
       time are closed as ``Completed``/``Skipped``, as the flow's own guard would close
-      them, but before a process (5+ s of imports each) starts for them.
+      them, but before a process (5+ s of imports each) starts for them. The interval is
+      the run's deployment's schedule as the API holds it (``prefect.yaml`` or the UI:
+      ``flows.guards.interval_of``), ``interval`` only for a deployment without one.
 
     Returns ``{"crashed": [names], "skipped": [names], "in_flight": [names]}`` (the
     last: ``Pending``/``Running`` runs left alone).
@@ -210,16 +215,28 @@ def sweep_pool(
                 state=FlowRunFilterState(
                     type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]), name=None
                 ),
-                expected_start_time=FlowRunFilterExpectedStartTime(before_=now - interval),
+                # The shortest interval a schedule may have (IAC_* settings refuse < 5 s);
+                # each run is then held to its own deployment's interval below.
+                expected_start_time=FlowRunFilterExpectedStartTime(
+                    before_=now - min(interval, SHORTEST_INTERVAL)
+                ),
             ),
             limit=200,
         )
+        intervals: dict[Any, timedelta] = {}
         for run in late:
             if not run.auto_scheduled or run.expected_start_time is None:
                 continue  # a run someone asked for waits its turn, however late
+            if run.deployment_id not in intervals:
+                response = client._client.get(f"/deployments/{run.deployment_id}")
+                response.raise_for_status()
+                intervals[run.deployment_id] = interval_of(response.json()) or interval
+            own = intervals[run.deployment_id]
             late_by = (now - run.expected_start_time).total_seconds()
+            if late_by <= own.total_seconds():
+                continue
             message = (
-                f"skipped: late by {late_by:.0f} s (> {interval.total_seconds():.0f} s),"
+                f"skipped: late by {late_by:.0f} s (> {own.total_seconds():.0f} s),"
                 " backlog of an outage; the next scheduled run does the work"
             )
             result = client.set_flow_run_state(run.id, Completed(name="Skipped", message=message))
@@ -428,7 +445,7 @@ def ensure_console_token(database_url: str) -> None:
     path = os.environ.get("IAC_UI_API_TOKEN_FILE")
     if not path or Path(path).exists():
         return
-    from ia_continu.tokens import create_token
+    from ia_continu.auth.tokens import create_token
 
     engine = get_engine(database_url)
     _, token = create_token(engine, f"console-{secrets.token_hex(3)}")
@@ -440,16 +457,33 @@ def ensure_console_token(database_url: str) -> None:
     logger.info("console token created and written to {}", target)
 
 
-def worker_command(prefect: str, pool: str, pool_type: str, *, healthcheck: bool) -> list[str]:
+def worker_command(
+    prefect: str,
+    pool: str,
+    pool_type: str,
+    *,
+    healthcheck: bool,
+    interval_seconds: int | None = None,
+) -> list[str]:
     """The ``prefect worker start`` command line the supervisor runs.
 
     ``healthcheck`` adds ``--with-healthcheck`` (the worker's ``/health`` endpoint, which
-    the compose healthcheck probes).
+    the compose healthcheck probes). ``interval_seconds`` (the schedule interval) sets
+    ``--prefetch-seconds`` to the interval less 5 s, between Prefect's default 10 s and 25 s.
     """
     command = [prefect, "worker", "start", "--pool", pool, "--type", pool_type]
     if pool_type == "docker":
         # prefect-docker is in the image; never pip-install at start (air-gapped).
         command += ["--install-policy", "never"]
+    if interval_seconds is not None:
+        # Warm start, as Prefect offers it: the worker takes a scheduled run this early,
+        # its process or container boots (interpreter, imports, flow module) and waits;
+        # the server holds the move to Running until the scheduled time
+        # (WaitForScheduledTime). The default (10 s, polled every 10 s) is shorter than a
+        # container start on a loaded machine, which then eats into the 30 s cycle. Capped
+        # at 25 s: a waiting run holds a work-pool slot.
+        prefetch = min(max(interval_seconds - 5, 10), 25)
+        command += ["--prefetch-seconds", str(prefetch)]
     if healthcheck:
         command.append("--with-healthcheck")
     return command
@@ -459,7 +493,13 @@ def run_worker(
     pool: str, pool_type: str, api_url: str, settings: Settings, *, healthcheck: bool = False
 ) -> int:
     """``prefect worker start`` on ``pool`` under :func:`supervise`; its exit code."""
-    command = worker_command(_prefect(), pool, pool_type, healthcheck=healthcheck)
+    command = worker_command(
+        _prefect(),
+        pool,
+        pool_type,
+        healthcheck=healthcheck,
+        interval_seconds=settings.schedule_interval_seconds,
+    )
     interval = timedelta(seconds=settings.schedule_interval_seconds)
     return supervise(
         command,
@@ -502,7 +542,7 @@ def main(argv: list[str] | None = None) -> None:
     wait_for(f"{api_url}/health", "Prefect server")
     if settings.mlflow_tracking_uri.startswith("http"):
         wait_for(f"{settings.mlflow_tracking_uri.rstrip('/')}/health", "MLflow server")
-    get_engine(settings.resolved_database_url)  # Alembic upgrade head, once, before any flow
+    migrate(settings.resolved_database_url)  # Alembic upgrade head, once, before any flow
     asyncio.run(
         ensure_prefect_objects(
             args.pool,

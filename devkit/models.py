@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ia_continu import registry, training
+from ia_continu.data.sources import build_source
 from ia_continu.settings import Settings
-from ia_continu.sources import build_source
+from ia_continu.training import registry
+from ia_continu.training import trainer as training
 
 
 def register_version(

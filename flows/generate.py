@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.hooks import notify_failure
 from flows.tasks import ingest_batch
+from ia_continu.data.storage.repository import IngestResult
 
 
 @flow(name="generate", on_failure=[notify_failure])
-def generate(ingest_key: str | None = None) -> dict[str, Any]:
+def generate(ingest_key: str | None = None) -> IngestResult:
     """Ingest the next batch; a rerun with the same key (default: this flow run) adds nothing.
 
     A batch that fails validation is quarantined (``quarantined`` true in the result, with
@@ -20,16 +19,16 @@ def generate(ingest_key: str | None = None) -> dict[str, Any]:
     """
     key = ingest_key or f"flow-run:{flow_run.get_id()}"
     batch = ingest_batch(key)
-    if batch.get("quarantined"):
+    if batch.quarantined:
         get_run_logger().warning(
             "batch quarantined: %(source)s position %(position)s, %(n_rows)s rows, "
             "quarantine id %(quarantine_id)s (new: %(created)s): %(reason)s",
-            batch,
+            batch.model_dump(),
         )
         return batch
     get_run_logger().info(
         "batch %(batch_id)s: %(source)s position %(position)s, %(n_rows)s rows (new: %(created)s)",
-        batch,
+        batch.model_dump(),
     )
     return batch
 

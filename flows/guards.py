@@ -144,6 +144,39 @@ def crash(client: Any, run_id: UUID, message: str) -> bool:
     return result.state is not None and result.state.type == StateType.CRASHED
 
 
+def interval_of(deployment: dict[str, Any]) -> timedelta | None:
+    """The interval of the first interval schedule of ``deployment`` (the JSON of
+    ``GET /deployments/{id}``: ``schedules[].schedule.interval`` in seconds), None when it
+    has none (a cron or RRule schedule, or no schedule: the caller falls back to
+    ``IAC_SCHEDULE_INTERVAL_SECONDS``)."""
+    for entry in deployment.get("schedules") or []:
+        seconds = (entry.get("schedule") or {}).get("interval")
+        if isinstance(seconds, int | float) and seconds > 0:
+            return timedelta(seconds=seconds)
+    return None
+
+
+def deployment_interval(deployment_id: str | None) -> timedelta | None:
+    """The schedule interval of ``deployment_id`` as the Prefect API holds it
+    (``prefect.yaml``'s ``interval``, or what an operator changed it to in the UI), None
+    outside a deployment or without an interval schedule.
+
+    The deployment's schedule is the one owner of the interval: the guard measures
+    lateness and staleness in it, so a schedule changed in the UI needs no setting.
+
+    Raises:
+        httpx.HTTPError: API unreachable or refusing.
+    """
+    if not deployment_id:
+        return None
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        response = client._client.get(f"/deployments/{deployment_id}")
+        response.raise_for_status()
+    return interval_of(response.json())
+
+
 def submitted_at(run_id: str) -> datetime | None:
     """When the run last entered ``Pending`` (a worker took it), or None if it never did.
 

@@ -9,10 +9,10 @@ from prefect import flow, get_run_logger, task
 
 from flows.hooks import notify_failure
 from flows.retries import IO_RETRIES
-from ia_continu import labels
+from ia_continu.data import labels
+from ia_continu.data.storage.engine import get_engine
+from ia_continu.data.storage.served import JoinResult, prune_served
 from ia_continu.settings import get_settings
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.served import JoinResult, prune_served
 
 
 @task(name="ingest-label-inbox", **IO_RETRIES)

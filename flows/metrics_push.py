@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from loguru import logger
 from prefect.runtime import deployment, flow_run
 from prometheus_client import CollectorRegistry
 
-from ia_continu import flow_metrics
+from ia_continu.loop import flow_metrics
+from ia_continu.loop.results import DriftSummary, RetrainOutcome, ServingSummary
 from ia_continu.notify.outbox import Outbox
 from ia_continu.settings import get_settings
 
@@ -20,11 +19,11 @@ def deployment_label() -> str:
 
 
 def push_run(
-    drift: dict[str, Any] | None,
-    outcome: dict[str, Any] | None,
+    drift: DriftSummary | None,
+    outcome: RetrainOutcome | None,
     duration_seconds: float,
     succeeded: bool,
-    serving: dict[str, Any] | None = None,
+    serving: ServingSummary | None = None,
 ) -> bool:
     """Build the registry for this run and push it; never raises (logs a warning).
 
@@ -41,11 +40,11 @@ def push_run(
     champion = None
     if drift is not None:
         flow_metrics.drift_metrics(drift, registry)
-        champion = drift.get("champion_version")
-    if outcome is not None and "promoted" in outcome:
+        champion = drift.champion_version
+    if outcome is not None:
         flow_metrics.retrain_metrics(outcome, registry)
-        if outcome["promoted"]:
-            champion = outcome.get("version")
+        if outcome.promoted:
+            champion = outcome.version
     flow_metrics.champion_metrics(registry, champion)
     if serving is not None:
         flow_metrics.serving_metrics(serving, registry)

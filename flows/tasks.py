@@ -1,4 +1,4 @@
-"""Prefect tasks, each wrapping one plain function of ia_continu.cycle or notify."""
+"""Prefect tasks, each wrapping one plain function of ia_continu.loop.cycle or notify."""
 
 from __future__ import annotations
 
@@ -8,12 +8,23 @@ from prefect import get_run_logger, task
 
 from flows import hooks, metrics_push
 from flows.retries import IO_RETRIES
-from ia_continu import cycle, monitoring
+from ia_continu.data.storage.repository import IngestResult
+from ia_continu.loop import cycle
+from ia_continu.loop.results import (
+    DriftReport,
+    DriftSummary,
+    GateResult,
+    Model,
+    RetrainOutcome,
+    ServingSummary,
+    Trigger,
+)
+from ia_continu.monitoring import serving_monitor as monitoring
 from ia_continu.settings import get_settings
 
 
 @task(name="ingest-batch", **IO_RETRIES)
-def ingest_batch(ingest_key: str | None) -> dict[str, Any]:
+def ingest_batch(ingest_key: str | None) -> IngestResult:
     """Persist the next batch exactly once (keyed by ``ingest_key``)."""
     return cycle.ingest(get_settings(), ingest_key)
 
@@ -25,13 +36,13 @@ def load_drift_inputs() -> cycle.DriftInputs:
 
 
 @task(name="evaluate-drift")
-def evaluate_drift(inputs: cycle.DriftInputs, force_retrain: bool) -> dict[str, Any]:
+def evaluate_drift(inputs: cycle.DriftInputs, force_retrain: bool) -> DriftReport:
     """Data drift, performance drift and the retrain decision (pure: no retries)."""
     return cycle.evaluate_drift(inputs, get_settings(), force=force_retrain)
 
 
 @task(name="persist-drift-report", **IO_RETRIES)
-def persist_drift_report(report: dict[str, Any]) -> str:
+def persist_drift_report(report: DriftReport) -> str:
     """Store the report and log it to MLflow."""
     return cycle.persist_drift_report(get_settings(), report)
 
@@ -43,7 +54,7 @@ def load_training_window(drift_report_id: str | None = None) -> cycle.TrainingWi
 
 
 @task(name="train-and-gate")
-def train_and_gate(window: cycle.TrainingWindow) -> tuple[Any, dict[str, Any]]:
+def train_and_gate(window: cycle.TrainingWindow) -> tuple[Model | None, GateResult]:
     """Choose the window, train the challenger, apply the promotion gate (pure: no retries)."""
     return cycle.train_and_gate(window, get_settings())
 
@@ -51,26 +62,26 @@ def train_and_gate(window: cycle.TrainingWindow) -> tuple[Any, dict[str, Any]]:
 @task(name="record-challenger", **IO_RETRIES)
 def record_challenger(
     window: cycle.TrainingWindow,
-    challenger: Any,
-    decision: dict[str, Any],
-    trigger: cycle.Trigger,
+    challenger: Model | None,
+    gate: GateResult,
+    trigger: Trigger,
     drift_report_id: str | None,
-) -> dict[str, Any]:
+) -> RetrainOutcome:
     """Log the challenger to MLflow; register and promote it if the gate passed."""
     return cycle.record_challenger(
         get_settings(),
         window,
         challenger,
-        decision,
+        gate,
         trigger=trigger,
         drift_report_id=drift_report_id,
     )
 
 
 @task(name="monitor-serving", **IO_RETRIES)
-def monitor_serving() -> dict[str, Any]:
+def monitor_serving() -> ServingSummary:
     """Serving drift and CBPE-estimated accuracy of the newest served predictions; fill
-    realised accuracies of older reports (``ia_continu.monitoring.run_serving_monitor``)."""
+    realised accuracies of older reports (``ia_continu.monitoring.serving_monitor.run_serving_monitor``)."""
     return monitoring.run_serving_monitor(get_settings())
 
 
@@ -97,13 +108,13 @@ def send_discord(embeds: list[dict[str, Any]]) -> dict[str, Any]:
 
 @task(name="push-metrics")
 def push_metrics(
-    drift: dict[str, Any] | None,
-    outcome: dict[str, Any] | None,
+    drift: DriftSummary | None,
+    outcome: RetrainOutcome | None,
     duration_seconds: float,
     succeeded: bool,
-    serving: dict[str, Any] | None = None,
+    serving: ServingSummary | None = None,
 ) -> bool:
-    """Push the run's metrics to ``IAC_PUSHGATEWAY_URL`` (see ``ia_continu.flow_metrics``),
+    """Push the run's metrics to ``IAC_PUSHGATEWAY_URL`` (see ``ia_continu.loop.flow_metrics``),
     with the serving monitor's (``flow_metrics.serving_metrics``) when ``serving`` is given.
 
     Best effort and no retries: the next cycle pushes again 30 s later, and a monitoring

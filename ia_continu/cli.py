@@ -18,8 +18,8 @@ import argparse
 import sys
 from datetime import timedelta
 
+from ia_continu.data.stream_check import stream_or_exit
 from ia_continu.settings import Settings, settings_or_exit
-from ia_continu.stream_check import stream_or_exit
 
 MAX_TOKEN_DAYS = 36_500  # 100 years: beyond, datetime arithmetic overflows soon after
 
@@ -66,8 +66,8 @@ def _expiry_days(text: str) -> float:
 
 
 def _token_command(args: argparse.Namespace, database_url: str) -> int:
-    from ia_continu import tokens
-    from ia_continu.storage.schema import get_engine
+    from ia_continu.auth import tokens
+    from ia_continu.data.storage.engine import get_engine
 
     engine = get_engine(database_url)
     if args.action == "create":
@@ -100,7 +100,7 @@ def _token_command(args: argparse.Namespace, database_url: str) -> int:
 def _ui_password() -> int:
     import getpass
 
-    from ia_continu.passwords import hash_password
+    from ia_continu.auth.passwords import hash_password
 
     if sys.stdin.isatty():
         password = getpass.getpass("operator password: ")
@@ -120,9 +120,9 @@ def _ui_password() -> int:
 def _labels_command(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from ia_continu import labels
-    from ia_continu.storage import served
-    from ia_continu.storage.schema import get_engine
+    from ia_continu.data import labels
+    from ia_continu.data.storage import served
+    from ia_continu.data.storage.engine import get_engine
 
     if args.action == "load":
         path = Path(args.file)
@@ -209,21 +209,27 @@ def main(argv: list[str] | None = None) -> int:
         print(summary.line())
         return 0
     if args.command == "migrate":
-        from ia_continu.storage.schema import get_engine
+        from ia_continu.data.storage.migrate import migrate
 
-        get_engine(settings.resolved_database_url)
+        migrate(settings.resolved_database_url)
         print(f"database at Alembic head: {mask_url(settings.resolved_database_url)}")
         if settings.prediction_log_database_url:
-            get_engine(settings.prediction_log_database_url)
+            migrate(settings.prediction_log_database_url)
             shown = mask_url(settings.prediction_log_database_url)
             print(f"prediction log database at Alembic head: {shown}")
         return 0
-    if args.command == "token":
-        return _token_command(args, settings.resolved_database_url)
-    if args.command == "labels":
-        return _labels_command(args, settings)
-    from ia_continu import registry
-    from ia_continu.cycle import registry_client
+    if args.command in ("token", "labels"):
+        from ia_continu.data.storage.engine import SchemaNotAtHead
+
+        try:
+            if args.command == "token":
+                return _token_command(args, settings.resolved_database_url)
+            return _labels_command(args, settings)
+        except SchemaNotAtHead as exc:
+            print(f"ia-continu {args.command}: {exc}", file=sys.stderr)
+            return 2
+    from ia_continu.loop.cycle import registry_client
+    from ia_continu.training import registry
 
     # Loads `previous` before moving any alias; an unloadable one is refused (a LookupError).
     mlflow_client = registry_client(settings)

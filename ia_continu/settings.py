@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PACKAGED_ELEC2 = Path(__file__).parent / "datasets" / "electricity.csv"
+PACKAGED_ELEC2 = Path(__file__).parent / "data" / "datasets" / "electricity.csv"
 
 SyntheticMode = Literal["stable", "covariate_shift", "concept_drift"]
 EstimatorName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     data_source: Literal["synthetic", "replay", "serving"] = Field(
         "replay",
         description="Where batches come from. serving: the API's labelled predictions "
-        "(ia_continu.serving_source), after IAC_SERVING_SEED_BATCHES seed batches.",
+        "(ia_continu.data.serving_source), after IAC_SERVING_SEED_BATCHES seed batches.",
     )
     batch_size: int = Field(336, ge=10, le=1_000_000, description="Rows per batch.")
     # synthetic
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
         description="Served predictions already batched are deleted from served_predictions "
         "after this many hours (the API's prediction log keeps its own); 0 keeps them all.",
     )
-    # ground truth (flows/ingest_labels.py, ia_continu.labels)
+    # ground truth (flows/ingest_labels.py, ia_continu.data.labels)
     labels_dir: Path | None = Field(
         None,
         description="Inbox of label files (CSV or Parquet); unset: IAC_DATA_DIR/labels.",
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         description="Warn (Discord) when the CBPE-estimated accuracy of the unlabelled "
         "window is this far below the champion's reference accuracy.",
     )
-    # batch validation at ingest (ia_continu.validation)
+    # batch validation at ingest (ia_continu.data.validation)
     min_batch_rows: int = Field(
         30,
         ge=1,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ia_continu.data.storage.migrate import migrate
 from ia_continu.settings import Settings, get_settings
 
 # Servers started by tests: no telemetry, no MLflow job runners, no analytics.
@@ -36,8 +37,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings on a temp dir, synthetic concept-drift source, MLflow in a local SQLite file."""
-    return Settings(
+    """Settings on a temp dir, synthetic concept-drift source, MLflow in a local SQLite file;
+    the project database migrated (as the bootstrap does before any flow)."""
+    settings = Settings(
         data_dir=tmp_path / "state",
         mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         data_source="synthetic",
@@ -45,3 +47,5 @@ def settings(tmp_path: Path) -> Settings:
         batch_size=200,
         synthetic_period_batches=4,
     )
+    migrate(settings.resolved_database_url)
+    return settings

@@ -15,7 +15,7 @@ import streamlit as st
 from loguru import logger
 from pydantic import ValidationError
 
-from ia_continu.passwords import verify_password
+from ia_continu.auth.passwords import verify_password
 from ui.settings import UiSettings, get_ui_settings, invalid_settings_message
 
 T = TypeVar("T")

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ia_continu import registry
+from ia_continu.training import registry
 
 
 def bound_mlflow_calls(timeout_seconds: float) -> None:
     """No retries, a ``timeout_seconds`` HTTP timeout (whole seconds, at least 1) for every
-    MLflow call of this process (:func:`ia_continu.registry.bound_mlflow_http`)."""
+    MLflow call of this process (:func:`ia_continu.training.registry.bound_mlflow_http`)."""
     registry.bound_mlflow_http(0, timeout_seconds)
 
 

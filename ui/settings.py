@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ia_continu.passwords import check_encoded
+from ia_continu.auth.passwords import check_encoded
 from ia_continu.settings import setting_problems
 
 

@@ -27,10 +27,10 @@ import pandas as pd
 from loguru import logger
 from mlflow.models import Model
 
-from ia_continu import registry
 from ia_continu.logs import redact
 from ia_continu.serving.onnx_runtime import OnnxPredictor, compile_onnx
 from ia_continu.serving.signature import SignatureValidator
+from ia_continu.training import registry
 
 
 class NonFiniteOutput(ValueError):

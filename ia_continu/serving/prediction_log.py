@@ -27,7 +27,7 @@ from loguru import logger
 from sqlalchemy import Engine, Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from ia_continu.storage.tables import PredictionLogRow
+from ia_continu.data.storage.tables import PredictionLogRow
 
 PREDICTION_LOG = cast(Table, PredictionLogRow.__table__)  # Core insert: no ORM per-row cost
 

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import ApiSettings
-from ia_continu import registry
 from ia_continu.settings import Settings
+from ia_continu.training import registry
 from tests.utils.models import register_version
 
 

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from ia_continu import cli
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import ApiTokenRow
-from ia_continu.tokens import TokenVerifier, create_token
+from ia_continu.auth.tokens import TokenVerifier, create_token
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.tables import ApiTokenRow
 from tests.api.conftest import AppFactory
 from tests.utils.models import elec2_rows
 
@@ -30,6 +30,7 @@ def _cli_token(name: str, capsys: pytest.CaptureFixture[str], *extra: str) -> st
 def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The CLI reads IAC_DATA_DIR; make_app uses the same state directory.
     monkeypatch.setenv("IAC_DATA_DIR", str(tmp_path / "state"))
+    assert cli.main(["migrate"]) == 0  # as the bootstrap or the API's start-up does
 
 
 def test_predict_requires_a_token_but_health_ready_metrics_do_not(make_app: AppFactory) -> None:
@@ -79,7 +80,7 @@ def test_expired_token_is_refused(
     make_app: AppFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     token = _cli_token("short-lived", capsys, "--expires-in-days", "1")
-    engine = get_engine(f"sqlite:///{(tmp_path / 'state' / 'ia_continu.db').resolve()}")
+    engine = migrate(f"sqlite:///{(tmp_path / 'state' / 'ia_continu.db').resolve()}")
     with TestClient(make_app()) as client:
         headers = {"Authorization": f"Bearer {token}"}
         assert client.post("/predict", json=ROW, headers=headers).status_code == 200
@@ -109,7 +110,7 @@ def test_auth_disabled_explicitly(make_app: AppFactory) -> None:
 
 
 def test_verifier_cache_bounds_revocation_delay(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'tokens.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'tokens.db'}")
     info, token = create_token(engine, "cached")
     verifier = TokenVerifier(engine, cache_seconds=3600)
     assert verifier.cached(token) == (False, None)  # nothing cached yet

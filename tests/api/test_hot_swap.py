@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import ApiSettings
-from ia_continu import registry
 from ia_continu.serving.champion import (
     ChampionWatcher,
     PollOutcome,
@@ -21,6 +20,7 @@ from ia_continu.serving.champion import (
     load_served_model,
 )
 from ia_continu.settings import Settings
+from ia_continu.training import registry
 from tests.api.conftest import AppFactory, Registry, corrupt_model_file
 from tests.utils.live_api import serve_in_thread
 from tests.utils.models import elec2_rows, register_version

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
+from ia_continu.data.storage.migrate import migrate
 from ia_continu.serving.prediction_log import (
     PredictionLog,
     PredictionRecord,
@@ -19,7 +20,6 @@ from ia_continu.serving.prediction_log import (
     load_predictions,
     prune_predictions,
 )
-from ia_continu.storage.schema import get_engine
 from tests.api.conftest import AppFactory, Registry
 from tests.utils.models import elec2_rows
 
@@ -88,7 +88,7 @@ def test_predictions_are_logged_with_inputs_output_and_version(
         single = client.post("/predict", json=ROWS[0]).json()
         batch = client.post("/predict/batch", json={"rows": ROWS[1:6]}).json()
     # Leaving the client ran the lifespan's shutdown, which flushes the queue.
-    engine = get_engine(f"sqlite:///{(tmp_path / 'state' / 'ia_continu.db').resolve()}")
+    engine = migrate(f"sqlite:///{(tmp_path / 'state' / 'ia_continu.db').resolve()}")
     frame = load_predictions(engine)
     assert len(frame) == 6
     assert frame["model_version"].eq(registry_with_champion.champion).all()
@@ -99,7 +99,7 @@ def test_predictions_are_logged_with_inputs_output_and_version(
 
 
 def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'log.db'}")
     dropped: list[int] = []
     log = PredictionLog(engine, max_queued=1, on_dropped=dropped.append)  # writer not started
     record = PredictionRecord(time.time(), "r1", "m", 1, ROWS[:2], ["UP", "DOWN"], [0.7, 0.6])
@@ -111,7 +111,7 @@ def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
 
 
 def test_database_failure_is_counted_and_the_writer_survives(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'log.db'}")
     written: list[int] = []
     failed: list[int] = []
     log = PredictionLog(
@@ -135,7 +135,7 @@ def test_database_failure_is_counted_and_the_writer_survives(tmp_path: Path) -> 
 
 
 def test_load_predictions_since_and_limit(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'log.db'}")
     log = PredictionLog(engine, flush_seconds=0.01)
     log.start()
     t0 = time.time()
@@ -159,7 +159,7 @@ def test_load_predictions_since_and_limit(tmp_path: Path) -> None:
     assert list(newest["request_id"]) == ["r3", "r4", "r4"]
     since = load_predictions(engine, since=datetime.fromtimestamp(t0 + 2.5, UTC))
     assert list(since["request_id"].unique()) == ["r3", "r4"]
-    assert load_predictions(get_engine(f"sqlite:///{tmp_path / 'empty.db'}")).empty
+    assert load_predictions(migrate(f"sqlite:///{tmp_path / 'empty.db'}")).empty
 
 
 def _log_writes(engine, ages_hours: list[float], rows_each: int = 2) -> None:  # type: ignore[no-untyped-def]
@@ -181,7 +181,7 @@ def _request_ids(engine) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_retention_by_age_deletes_old_writes_in_bounded_passes(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'log.db'}")
     _log_writes(engine, [300, 250, 200, 190, 180, 2, 1])  # hours ago; 5 older than 7 days
     rule = Retention(max_age=timedelta(days=7), max_rows=None, batch_writes=2, max_batches=2)
     first = prune_predictions(engine, rule)
@@ -193,7 +193,7 @@ def test_retention_by_age_deletes_old_writes_in_bounded_passes(tmp_path: Path) -
 
 
 def test_retention_by_count_keeps_the_newest_predictions(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'log.db'}")
     _log_writes(engine, [0.5] * 10, rows_each=3)  # 10 writes of 3 predictions
     rule = Retention(max_age=None, max_rows=10, batch_writes=4, max_batches=1)
     assert prune_predictions(engine, rule) == PruneResult(4, 12, False)
@@ -202,7 +202,7 @@ def test_retention_by_count_keeps_the_newest_predictions(tmp_path: Path) -> None
 
 
 def test_writer_thread_applies_the_retention_and_counts_it(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'log.db'}")
     pruned: list[int] = []
     log = PredictionLog(
         engine,
@@ -231,6 +231,6 @@ def test_prediction_log_in_its_own_database(make_app: AppFactory, tmp_path: Path
     )
     with TestClient(app) as client:
         assert client.post("/predict", json=ROWS[0]).status_code == 200
-    assert len(load_predictions(get_engine(log_url))) == 1
-    project = get_engine(f"sqlite:///{(tmp_path / 'state' / 'ia_continu.db').resolve()}")
+    assert len(load_predictions(migrate(log_url))) == 1
+    project = migrate(f"sqlite:///{(tmp_path / 'state' / 'ia_continu.db').resolve()}")
     assert load_predictions(project).empty

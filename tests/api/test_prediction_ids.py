@@ -18,7 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
-from ia_continu import registry
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.tables import PredictionLogRow
 from ia_continu.serving.champion import ChampionWatcher, PollOutcome
 from ia_continu.serving.prediction_log import (
     PREDICTION_LOG,
@@ -28,8 +29,7 @@ from ia_continu.serving.prediction_log import (
     load_predictions,
 )
 from ia_continu.serving.signature import SignatureValidator, UnsupportedSignature
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import PredictionLogRow
+from ia_continu.training import registry
 from tests.api.conftest import AppFactory
 from tests.utils.models import elec2_rows
 
@@ -37,7 +37,7 @@ ROWS = elec2_rows(10)
 
 
 def _project_engine(tmp_path: Path) -> Engine:
-    return get_engine(f"sqlite:///{(tmp_path / 'state' / 'ia_continu.db').resolve()}")
+    return migrate(f"sqlite:///{(tmp_path / 'state' / 'ia_continu.db').resolve()}")
 
 
 def _errors(response: httpx.Response) -> list[dict[str, Any]]:
@@ -153,7 +153,7 @@ def test_ids_are_written_to_the_prediction_log(make_app: AppFactory, tmp_path: P
 
 
 def test_old_seven_item_records_are_still_read(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'log.db'}")
     t0 = time.time() - 10
     old = [
         [t0, "old-1", "m", 1, ROWS[:1], ["UP"], [0.8]],

@@ -13,9 +13,9 @@ from schemathesis.checks import not_a_server_error
 
 from api.main import create_app
 from api.settings import ApiSettings
+from ia_continu.auth.tokens import create_token
+from ia_continu.data.storage.migrate import migrate
 from ia_continu.settings import Settings
-from ia_continu.storage.schema import get_engine
-from ia_continu.tokens import create_token
 from tests.api.conftest import Registry
 from tests.utils.live_api import serve_in_thread
 
@@ -33,7 +33,7 @@ def live(
         mlflow_tracking_uri=registry_with_champion.tracking_uri,
         registered_model_name=registry_with_champion.name,
     )
-    _, token = create_token(get_engine(settings_.resolved_database_url), "schemathesis")
+    _, token = create_token(migrate(settings_.resolved_database_url), "schemathesis")
     app = create_app(ApiSettings(max_batch_rows=20), settings_)
     with serve_in_thread(app) as base_url:
         yield base_url, token

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import httpx
 import pytest
 
-from ia_continu.passwords import hash_password
+from ia_continu.auth.passwords import hash_password
 from tests.utils.browser import (
     chromium_page,
     console,

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from devkit.images import build_command
 from tests.docker.phases import PHASE_TIMINGS, ROOT, TIMINGS_FILE, run_phase
 
 BASE_IMAGE = os.environ.get("IAC_TEST_BASE_IMAGE", "ia-continu/python-base:bookworm")
@@ -85,21 +86,7 @@ def flows_image(base_image: str) -> str:
     """The ``flows`` target of infra/docker/Dockerfile, tagged :data:`FLOWS_IMAGE`."""
     run_phase(
         "build flows image",
-        [
-            "docker",
-            "build",
-            "--network",
-            "host",
-            "--build-arg",
-            f"BASE_IMAGE={base_image}",
-            "-f",
-            str(ROOT / "infra/docker/Dockerfile"),
-            "--target",
-            "flows",
-            "-t",
-            FLOWS_IMAGE,
-            str(ROOT),
-        ],
+        build_command("flows", FLOWS_IMAGE, base_image),
         stall=BUILD_STALL_S,
         limit=BUILD_LIMIT_S,
         env=BUILD_ENV,
@@ -116,21 +103,7 @@ def substitute_images(base_image: str) -> dict[str, str]:
         tag = f"ia-continu/{target}-debian:bookworm"
         run_phase(
             f"build {target} stand-in image",
-            [
-                "docker",
-                "build",
-                "--network",
-                "host",
-                "--build-arg",
-                f"BASE_IMAGE={base_image}",
-                "-f",
-                str(ROOT / "infra/docker/substitutes/Dockerfile"),
-                "--target",
-                target,
-                "-t",
-                tag,
-                str(ROOT),
-            ],
+            build_command(target, tag, base_image, ROOT / "infra/docker/substitutes/Dockerfile"),
             stall=BUILD_STALL_S,
             limit=BUILD_LIMIT_S,
             env=BUILD_ENV,

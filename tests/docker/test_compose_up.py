@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ia_continu.passwords import hash_password
+from ia_continu.auth.passwords import hash_password
 from tests.docker.compose_env import ROOT, compose, compose_command, write_env
 from tests.docker.conftest import BUILD_LIMIT_S, BUILD_STALL_S
 from tests.docker.phases import (

@@ -25,8 +25,9 @@ import httpx
 import orjson
 import pytest
 
-from ia_continu import registry, tokens
-from ia_continu.storage.schema import get_engine
+from ia_continu.auth import tokens
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.training import registry
 from tests.api.conftest import corrupt_model_file
 from tests.utils.live_api import ApiProcess, api_process
 from tests.utils.models import elec2_rows, register_version
@@ -77,7 +78,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow]:
 def _start_api(tmp_path: Path, mlflow: Mlflow, name: str, **extra: str) -> tuple[str, dict]:  # type: ignore[type-arg]
     """Environment of an API serving ``name``, and a bearer token valid for it."""
     state = tmp_path / "state"
-    engine = get_engine(f"sqlite:///{(state / 'ia_continu.db').resolve()}")
+    engine = migrate(f"sqlite:///{(state / 'ia_continu.db').resolve()}")
     _, token = tokens.create_token(engine, "fault-test")
     env = {
         "IAC_DATA_DIR": str(state),

@@ -35,12 +35,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from flows.continuous_training import continuous_training
-from ia_continu import registry
+from ia_continu.data.sources import build_source
+from ia_continu.data.storage import repository
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.tables import DriftReportRow
 from ia_continu.settings import get_settings
-from ia_continu.sources import build_source
-from ia_continu.storage import repository
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import DriftReportRow
+from ia_continu.training import registry
 from tests.utils.fake_discord import FakeDiscord
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -102,6 +102,7 @@ def stream_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
+    migrate(get_settings().resolved_database_url)  # as the bootstrap does before any flow
     return tmp_path
 
 
@@ -123,16 +124,16 @@ def test_poisoned_batches_are_quarantined_and_the_loop_goes_on(
     results.append(continuous_training(force_retrain=True))  # position 11: retrain after it all
 
     # Every cycle completed and took exactly the next position.
-    assert [r["batch"]["position"] for r in results] == list(range(12))
-    held = {r["batch"]["position"]: r["batch"] for r in results if r["batch"]["quarantined"]}
+    assert [r.batch.position for r in results] == list(range(12))
+    held = {r.batch.position: r.batch for r in results if r.batch.quarantined}
     assert sorted(held) == sorted(EXPECTED)
     for position, batch in held.items():
-        assert batch["reason"] == f"1 failure(s): {EXPECTED[position]}"
-        assert batch["batch_id"] is None
+        assert batch.reason == f"1 failure(s): {EXPECTED[position]}"
+        assert batch.batch_id is None
         # No drift check and no retrain on a quarantined batch (the 1-row one included).
-        assert results[position]["drift"] is None and results[position]["retrain"] is None
+        assert results[position].drift is None and results[position].retrain is None
 
-    engine = get_engine(settings.resolved_database_url)
+    engine = migrate(settings.resolved_database_url)
     name = build_source(settings).name
     # No batch lost or duplicated: stored + quarantined positions are 0..11, once each.
     assert repository.stream_positions(engine, name) == list(range(12))
@@ -144,7 +145,7 @@ def test_poisoned_batches_are_quarantined_and_the_loop_goes_on(
         (p, f"1 failure(s): {EXPECTED[p]}") for p in sorted(EXPECTED)
     ]
     # The rows are kept: the text cell is there, in the quarantine table only.
-    raw = repository.load_quarantined_frame(engine, held[5]["quarantine_id"])
+    raw = repository.load_quarantined_frame(engine, held[5].quarantine_id)
     assert raw["x1"].iloc[10] == SECRET_TEXT and len(raw) == BATCH
 
     # One drift report per stored batch; windows never hold a quarantined batch.
@@ -157,7 +158,7 @@ def test_poisoned_batches_are_quarantined_and_the_loop_goes_on(
         assert set(report.report["reference_batch_ids"]) <= set(stored)
 
     # The one-class batch (position 6) is valid data: stored, checked, never trained on alone.
-    assert results[6]["batch"]["quarantined"] is False and results[6]["drift"] is not None
+    assert results[6].batch.quarantined is False and results[6].drift is not None
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     assert experiment is not None
@@ -202,7 +203,7 @@ def test_a_retried_cycle_does_not_quarantine_twice_nor_alert_twice(
 
     caplog.set_level(logging.INFO, logger="prefect")
     for key in ("p0", "p1"):
-        assert generate(ingest_key=key)["quarantined"] is False
+        assert generate(ingest_key=key).quarantined is False
     first = generate(ingest_key="p2")
     # The operator's log line: a warning naming the position and the reason.
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -210,17 +211,17 @@ def test_a_retried_cycle_does_not_quarantine_twice_nor_alert_twice(
         "batch quarantined" in m and "position 2" in m and EXPECTED[2] in m for m in warnings
     ), warnings
     again = generate(ingest_key="p2")
-    assert first["quarantined"] and again["quarantined"]
-    assert (again["quarantine_id"], again["position"], again["created"]) == (
-        first["quarantine_id"],
+    assert first.quarantined and again.quarantined
+    assert (again.quarantine_id, again.position, again.created) == (
+        first.quarantine_id,
         2,
         False,
     )
-    assert generate(ingest_key="p3")["position"] == 3
+    assert generate(ingest_key="p3").position == 3
     settings = get_settings()
-    engine = get_engine(settings.resolved_database_url)
+    engine = migrate(settings.resolved_database_url)
     assert repository.stream_positions(engine, build_source(settings).name) == [0, 1, 2, 3]
-    from flows.continuous_training import events
+    from ia_continu.notify.events import cycle_notices as events
 
     assert events(None, None, again) == []  # already announced by the first attempt
     assert len(events(None, None, first)) == 1

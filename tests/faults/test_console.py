@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from ia_continu.passwords import hash_password
+from ia_continu.auth.passwords import hash_password
 from tests.utils.browser import (
     BIN,
     CONSOLE_ROUTES,

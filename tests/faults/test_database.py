@@ -10,7 +10,7 @@
 * PostgreSQL switched to ``default_transaction_read_only``: same promises.
 
 Flows run under the Prefect test harness, Discord is the local fake. The busy timeout is
-lowered to 1 s (``schema.SQLITE_BUSY_TIMEOUT_MS``) so that each attempt is short.
+lowered to 1 s (``storage_engine.SQLITE_BUSY_TIMEOUT_MS``) so that each attempt is short.
 """
 
 from __future__ import annotations
@@ -43,11 +43,13 @@ from sqlalchemy.pool import NullPool
 
 from flows.generate import generate
 from flows.retries import is_transient
-from ia_continu import cycle
+from ia_continu.data.sources import build_source
+from ia_continu.data.storage import engine as storage_engine
+from ia_continu.data.storage import repository
+from ia_continu.data.storage.engine import get_engine
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.loop import cycle
 from ia_continu.settings import Settings, get_settings
-from ia_continu.sources import build_source
-from ia_continu.storage import repository, schema
-from ia_continu.storage.schema import get_engine
 from tests.utils.fake_discord import FakeDiscord
 from tests.utils.servers import postgres
 
@@ -60,7 +62,7 @@ BATCH = 50
 def sqlite_env(
     _prefect: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, discord: FakeDiscord
 ) -> Settings:
-    monkeypatch.setattr(schema, "SQLITE_BUSY_TIMEOUT_MS", 1000)
+    monkeypatch.setattr(storage_engine, "SQLITE_BUSY_TIMEOUT_MS", 1000)
     for key, value in {
         "IAC_DATA_DIR": str(tmp_path / "state"),
         "IAC_DATA_SOURCE": "synthetic",
@@ -69,7 +71,8 @@ def sqlite_env(
     }.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
-    schema.get_engine.cache_clear()  # engines read the busy timeout when they connect
+    storage_engine.get_engine.cache_clear()  # engines read the busy timeout when they connect
+    migrate(get_settings().resolved_database_url)  # as the bootstrap does before any flow
     return get_settings()
 
 
@@ -161,7 +164,7 @@ def test_sqlite_locked_past_the_busy_timeout_is_retried(sqlite_env: Settings) ->
     print(f"locked SQLite: recovered {recovered:.1f} s after the lock was released")
     (task_run,) = _ingest_task_runs(state.state_details.flow_run_id)
     assert task_run.run_count == 2  # failed on the lock, then retried once
-    assert state.result()["position"] == 2
+    assert state.result().position == 2
     assert _positions(settings) == [0, 1, 2]
 
 
@@ -191,9 +194,9 @@ def test_sqlite_lock_outlasting_the_retries_fails_cleanly_then_resumes(
     assert "parameters hidden" in failures[0]["description"]
     assert row_value[:12] not in str(discord.received)
     # The fault is over: the next run takes position 2, once.
-    assert generate(ingest_key="d")["position"] == 2
-    assert generate(ingest_key="d")["created"] is False
-    assert generate(ingest_key="e")["position"] == 3
+    assert generate(ingest_key="d").position == 2
+    assert generate(ingest_key="d").created is False
+    assert generate(ingest_key="e").position == 3
     assert _positions(settings) == [0, 1, 2, 3]
 
 
@@ -224,7 +227,7 @@ def _read_only(paths: list[Path]) -> Iterator[None]:
 def _new_process_engine(settings: Settings) -> None:
     # Each flow run is a new process under the worker: forget this process's engines.
     get_engine(settings.resolved_database_url).dispose()
-    schema.get_engine.cache_clear()
+    storage_engine.get_engine.cache_clear()
 
 
 def test_sqlite_read_only_fails_the_cycle_cleanly_then_resumes(sqlite_env: Settings) -> None:
@@ -244,9 +247,9 @@ def test_sqlite_read_only_fails_the_cycle_cleanly_then_resumes(sqlite_env: Setti
         assert _positions(settings) == [0, 1]
     _new_process_engine(settings)
     again = cycle.ingest(settings, "c")
-    assert (again["position"], again["created"]) == (2, True)
-    assert cycle.ingest(settings, "c")["created"] is False
-    assert cycle.ingest(settings, "d")["position"] == 3
+    assert (again.position, again.created) == (2, True)
+    assert cycle.ingest(settings, "c").created is False
+    assert cycle.ingest(settings, "d").position == 3
     assert _positions(settings) == [0, 1, 2, 3]
 
 
@@ -283,6 +286,7 @@ def test_postgres_read_only_fails_the_cycle_cleanly_then_resumes(
     settings = Settings(
         data_dir=tmp_path, database_url=pg_url, data_source="synthetic", batch_size=BATCH
     )
+    migrate(pg_url)  # as the bootstrap does before any flow
     for key in ("a", "b"):
         cycle.ingest(settings, key)
     row_value = repr(float(build_source(settings).batch(2).iloc[0, 0]))
@@ -297,7 +301,7 @@ def test_postgres_read_only_fails_the_cycle_cleanly_then_resumes(
     finally:
         _set_read_only(pg_url, False)
     again = cycle.ingest(settings, "c")
-    assert (again["position"], again["created"]) == (2, True)
-    assert cycle.ingest(settings, "c")["created"] is False
-    assert cycle.ingest(settings, "d")["position"] == 3
+    assert (again.position, again.created) == (2, True)
+    assert cycle.ingest(settings, "c").created is False
+    assert cycle.ingest(settings, "d").position == 3
     assert _positions(settings) == [0, 1, 2, 3]

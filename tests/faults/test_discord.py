@@ -56,11 +56,11 @@ from prefect.testing.utilities import prefect_test_harness
 from prometheus_client.parser import text_string_to_metric_families
 
 from flows.continuous_training import continuous_training
+from ia_continu.data.sources import build_source
+from ia_continu.data.storage import repository
+from ia_continu.data.storage.migrate import migrate
 from ia_continu.notify.outbox import Outbox
 from ia_continu.settings import get_settings
-from ia_continu.sources import build_source
-from ia_continu.storage import repository
-from ia_continu.storage.schema import get_engine
 from tests.utils.fake_discord import WEBHOOK_TOKEN, FakeDiscord
 from tests.utils.prometheus import pushgateway
 
@@ -118,6 +118,7 @@ def _loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
             "IAC_DISCORD_TIMEOUT_SECONDS": str(READ_TIMEOUT),
             "IAC_DISCORD_MAX_RETRY_AFTER_SECONDS": str(RETRY_AFTER_CAP),
         }
+        migrate(f"sqlite:///{home / 'state' / 'ia_continu.db'}")  # as the bootstrap does
         try:
             yield Loop(discord, gateway, home, env, lines)
         finally:
@@ -187,7 +188,7 @@ def _notify_seconds(since: datetime) -> float:
 def _positions() -> list[int]:
     settings = get_settings()
     batches = repository.latest_batches(
-        get_engine(settings.resolved_database_url), build_source(settings).name, 1000
+        migrate(settings.resolved_database_url), build_source(settings).name, 1000
     )
     return sorted(b.position for b in batches)
 

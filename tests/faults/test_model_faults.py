@@ -1,6 +1,6 @@
 """Model faults on a real MLflow server: killed mid-promotion, corrupted model artifact.
 
-The cycle runs as the flows run it (``ia_continu.cycle`` functions, in order), against a
+The cycle runs as the flows run it (``ia_continu.loop.cycle`` functions, in order), against a
 real ``mlflow server`` (SQLite backend, served artifacts) on 127.0.0.1 and the project
 database in SQLite. Each fault is injected at a chosen point of ``record_challenger``:
 
@@ -31,11 +31,13 @@ from loguru import logger
 from mlflow.tracking import MlflowClient
 from sqlalchemy import text
 
-from flows.continuous_training import events
 from flows.retries import is_transient
-from ia_continu import cycle, registry
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.loop import cycle
+from ia_continu.loop.results import DriftReport, DriftSummary, RetrainOutcome
+from ia_continu.notify.events import cycle_notices as events
 from ia_continu.settings import Settings
-from ia_continu.storage.schema import get_engine
+from ia_continu.training import registry
 from tests.utils.servers import free_port, mlflow_server_args, spawn, stop, wait_healthy
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -105,7 +107,7 @@ def fault_settings(
         monkeypatch.delenv(key)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     registry._load_model.cache_clear()
-    return Settings(
+    settings = Settings(
         data_dir=tmp_path / "state",
         mlflow_tracking_uri=mlflow_server.url,
         mlflow_experiment="faults",
@@ -118,18 +120,20 @@ def fault_settings(
         mlflow_http_max_retries=1,
         mlflow_http_timeout_seconds=5,
     )
+    migrate(settings.resolved_database_url)  # as the bootstrap does before any flow
+    return settings
 
 
-def run_cycle(settings: Settings, key: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def run_cycle(settings: Settings, key: str) -> tuple[DriftReport, RetrainOutcome | None]:
     """One cycle as the ``continuous_training`` flow runs it: (drift report, outcome)."""
     cycle.ingest(settings, ingest_key=key)
     report = cycle.evaluate_drift(cycle.load_drift_inputs(settings), settings)
     report_id = cycle.persist_drift_report(settings, report)
-    if not report["decision"]["retrain"]:
+    trigger = report.decision.trigger  # the policy's, as the flow passes it on
+    if trigger is None:
         return report, None
     window = cycle.load_training_window(settings)
     challenger, decision = cycle.train_and_gate(window, settings)
-    trigger: cycle.Trigger = "bootstrap" if window.champion is None else "drift"
     outcome = cycle.record_challenger(
         settings, window, challenger, decision, trigger=trigger, drift_report_id=report_id
     )
@@ -137,7 +141,7 @@ def run_cycle(settings: Settings, key: str) -> tuple[dict[str, Any], dict[str, A
 
 
 def positions(settings: Settings) -> list[int]:
-    with get_engine(settings.resolved_database_url).connect() as conn:
+    with migrate(settings.resolved_database_url).connect() as conn:
         return [row[0] for row in conn.execute(text("SELECT position FROM batches"))]
 
 
@@ -187,7 +191,7 @@ def test_mlflow_killed_mid_promotion(
     settings = fault_settings
     mlflow_client = cycle.registry_client(settings)
     _, bootstrap = run_cycle(settings, "cycle-0")
-    assert bootstrap is not None and bootstrap["promoted"] and bootstrap["version"] == 1
+    assert bootstrap is not None and bootstrap.promoted and bootstrap.version == 1
 
     armed = [True]
     real_register = registry.register
@@ -233,13 +237,13 @@ def test_mlflow_killed_mid_promotion(
     said_promoted = mlflow_client.search_runs(
         [experiment.experiment_id], "tags.kind = 'retrain' and tags.promoted = 'true'"
     )
-    assert [r.info.run_id for r in said_promoted] == [bootstrap["run_id"]]
+    assert [r.info.run_id for r in said_promoted] == [bootstrap.run_id]
 
     # The loop resumes by itself: the next cycle completes and promotes a checked version.
     _, outcome = run_cycle(settings, f"cycle-{hit + 1}")
     recovered_in = time.monotonic() - back_at
-    assert outcome is not None and outcome["promoted"], outcome
-    assert outcome["version"] == 3 and outcome["previous_version"] == 1
+    assert outcome is not None and outcome.promoted, outcome
+    assert outcome.version == 3 and outcome.previous_version == 1
     aliases = assert_aliases_loadable(mlflow_client)
     assert aliases == {registry.CHAMPION: 3, registry.PREVIOUS: 1}
     assert_contiguous(settings, hit + 2)
@@ -255,7 +259,7 @@ def test_corrupted_model_artifact_is_not_promoted(
     settings = fault_settings
     mlflow_client = cycle.registry_client(settings)
     _, bootstrap = run_cycle(settings, "cycle-0")
-    assert bootstrap is not None and bootstrap["promoted"]
+    assert bootstrap is not None and bootstrap.promoted
 
     armed = [True]
     real_register = registry.register
@@ -278,30 +282,32 @@ def test_corrupted_model_artifact_is_not_promoted(
     finally:
         logger.remove(sink)
     assert error is None, repr(error)
-    assert outcome is not None and not outcome["promoted"], outcome
-    assert outcome["version"] == 2
-    assert "cannot be loaded back" in outcome["reason"], outcome["reason"]
+    assert outcome is not None and not outcome.promoted, outcome
+    assert outcome.version == 2
+    assert "cannot be loaded back" in outcome.reason, outcome.reason
     assert mlflow_client.get_model_version(NAME, "2").tags["rejected_reason"]
-    assert mlflow_client.get_run(outcome["run_id"]).data.tags["promoted"] == "false"
+    assert mlflow_client.get_run(outcome.run_id).data.tags["promoted"] == "false"
     assert not mlflow_client.get_model_version(NAME, "2").aliases
     # The operator is told: a warning line and the Discord embed of the cycle.
     assert any("version 2 not promoted" in line for line in warnings), warnings
-    quiet = {
-        "data_drift": False,
-        "concept_drift": False,
-        "reason": "",
-        "batch_id": hit,
-        "champion_version": 1,
-        "champion_accuracy": None,
-        "reference_accuracy": None,
-        "drifted_features": [],
-    }
+    quiet = DriftSummary(
+        id="r",
+        data_drift=False,
+        data_drift_new=False,
+        concept_drift=False,
+        retrain=True,
+        trigger="drift",
+        reason="",
+        batch_id=hit,
+        champion_version=1,
+        drifted_features=[],
+    )
     (embed,) = events(quiet, outcome)
-    assert embed["status"] == "warning" and "cannot be loaded back" in embed["description"]
+    assert embed.status == "warning" and "cannot be loaded back" in embed.description
 
     # The champion keeps serving; the next cycle promotes a sound challenger.
     assert assert_aliases_loadable(mlflow_client)[registry.CHAMPION] == 1
     _, after = run_cycle(settings, f"cycle-{hit + 1}")
-    assert after is not None and after["promoted"], after
+    assert after is not None and after.promoted, after
     assert assert_aliases_loadable(mlflow_client) == {registry.CHAMPION: 3, registry.PREVIOUS: 1}
     assert_contiguous(settings, hit + 2)

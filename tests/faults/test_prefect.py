@@ -32,9 +32,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ia_continu.storage.repository import stream_positions
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import BatchRow
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.repository import stream_positions
+from ia_continu.data.storage.tables import BatchRow
 from tests.utils.servers import free_port, spawn, stop, wait_healthy
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -140,14 +140,14 @@ class Loop:
 
     def positions(self) -> list[int]:
         """Batch positions taken in the project database (stored and quarantined)."""
-        engine = get_engine(f"sqlite:///{self.env['IAC_DATA_DIR']}/ia_continu.db")
+        engine = migrate(f"sqlite:///{self.env['IAC_DATA_DIR']}/ia_continu.db")
         with Session(engine) as session:
             sources = set(session.scalars(select(BatchRow.source)))
         engine.dispose()
         assert len(sources) <= 1, sources
         if not sources:
             return []
-        engine = get_engine(f"sqlite:///{self.env['IAC_DATA_DIR']}/ia_continu.db")
+        engine = migrate(f"sqlite:///{self.env['IAC_DATA_DIR']}/ia_continu.db")
         try:
             return stream_positions(engine, sources.pop())
         finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+from ia_continu.data.storage.migrate import migrate
 from ia_continu.settings import get_settings
 
 
@@ -32,6 +33,7 @@ def flow_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
+    migrate(get_settings().resolved_database_url)  # as the bootstrap does before any flow
     return tmp_path
 
 

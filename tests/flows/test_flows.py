@@ -11,10 +11,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from flows.continuous_training import continuous_training, events
+from flows.continuous_training import continuous_training
 from flows.detect_drift import detect_drift
 from flows.generate import generate
 from flows.retrain import retrain
+from ia_continu.loop.results import DriftSummary, RetrainOutcome
+from ia_continu.notify.events import cycle_notices as events
 from ia_continu.settings import get_settings
 from tests.utils.prometheus import pushgateway
 from tests.utils.servers import free_port
@@ -29,14 +31,14 @@ def test_generate_is_idempotent_per_key(flow_env: Path) -> None:
     first = generate(ingest_key="k-1")
     again = generate(ingest_key="k-1")
     other = generate(ingest_key="k-2")
-    assert first["created"] and not again["created"]
-    assert again["batch_id"] == first["batch_id"]
-    assert other["position"] == first["position"] + 1
+    assert first.created and not again.created
+    assert again.batch_id == first.batch_id
+    assert other.position == first.position + 1
 
 
 def test_generate_defaults_to_its_flow_run_id(flow_env: Path) -> None:
     a, b = generate(), generate()
-    assert a["batch_id"] != b["batch_id"]
+    assert a.batch_id != b.batch_id
 
 
 def test_detect_drift_without_data_fails_clearly(flow_env: Path) -> None:
@@ -52,22 +54,22 @@ def test_retrain_rejects_unknown_trigger(flow_env: Path) -> None:
 
 
 def test_continuous_training_detects_concept_drift_and_promotes(flow_env: Path) -> None:
-    summaries: list[dict[str, Any]] = [continuous_training() for _ in range(5)]
+    summaries: list[Any] = [continuous_training() for _ in range(5)]
     name = get_settings().registered_model_name
     client = _client()
 
     first = summaries[0]
-    assert first["drift"]["reason"] == "no champion yet"
-    assert first["retrain"]["promoted"] and first["retrain"]["version"] == 1
-    assert first["retrain"]["trigger"] == "bootstrap"
+    assert first.drift.reason == "no champion yet"
+    assert first.retrain.promoted and first.retrain.version == 1
+    assert first.retrain.trigger == "bootstrap"
     # Positions 0-2 follow one rule, 3-5 the flipped one (period of 3 batches).
     quiet = summaries[1:3]
-    assert all(not s["drift"]["retrain"] for s in quiet)
+    assert all(not s.drift.retrain for s in quiet)
     flip = summaries[3]
-    assert flip["drift"]["concept_drift"], flip["drift"]
-    assert flip["drift"]["champion_accuracy"] < 0.7
-    assert flip["retrain"]["trigger"] == "drift"
-    assert flip["retrain"]["drift_report_id"] == flip["drift"]["id"]
+    assert flip.drift.concept_drift, flip.drift
+    assert flip.drift.champion_accuracy < 0.7
+    assert flip.retrain.trigger == "drift"
+    assert flip.retrain.drift_report_id == flip.drift.id
 
     champion = client.get_model_version_by_alias(name, "champion")
     assert int(champion.version) >= 2
@@ -80,44 +82,48 @@ def test_continuous_training_detects_concept_drift_and_promotes(flow_env: Path) 
 def test_force_retrain_is_manual_trigger(flow_env: Path) -> None:
     continuous_training()
     forced = continuous_training(force_retrain=True)
-    assert forced["drift"]["retrain"]
-    assert forced["retrain"]["trigger"] == "manual"
+    assert forced.drift.retrain
+    assert forced.retrain.trigger == "manual"
 
 
 def test_events_only_on_drift_or_retrain() -> None:
-    quiet = {
-        "data_drift": False,
-        "concept_drift": False,
-        "retrain": False,
-        "reason": "no drift",
-        "batch_id": 3,
-        "champion_version": 1,
-        "champion_accuracy": 0.9,
-        "reference_accuracy": 0.91,
-        "drifted_features": [],
-    }
+    quiet = DriftSummary(
+        id="r",
+        data_drift=False,
+        data_drift_new=False,
+        concept_drift=False,
+        retrain=False,
+        reason="no drift",
+        batch_id=3,
+        champion_version=1,
+        champion_accuracy=0.9,
+        reference_accuracy=0.91,
+        drifted_features=[],
+    )
     assert events(quiet, None) == []
-    drifted = {**quiet, "concept_drift": True, "champion_accuracy": 0.5}
-    outcome = {
-        "promoted": True,
-        "version": 2,
-        "previous_version": 1,
-        "challenger_accuracy": 0.9,
-        "champion_accuracy": 0.5,
-        "reason": "better",
-        "trigger": "drift",
-    }
-    statuses = [e["status"] for e in events(drifted, outcome)]
+    drifted = quiet.model_copy(update={"concept_drift": True, "champion_accuracy": 0.5})
+    outcome = RetrainOutcome(
+        promoted=True,
+        version=2,
+        previous_version=1,
+        challenger_accuracy=0.9,
+        champion_accuracy=0.5,
+        reason="better",
+        trigger="drift",
+    )
+    statuses = [e.status for e in events(drifted, outcome)]
     assert statuses == ["drift", "success"]
-    assert events(quiet, {**outcome, "promoted": False})[0]["status"] == "warning"
-    lasting = {**quiet, "data_drift": True, "data_drift_new": False}
+    assert events(quiet, outcome.model_copy(update={"promoted": False}))[0].status == "warning"
+    lasting = quiet.model_copy(update={"data_drift": True, "data_drift_new": False})
     assert events(lasting, None) == []
-    assert events({**lasting, "data_drift_new": True}, None)[0]["status"] == "drift"
-    broken = {**quiet, "champion_problem": "champion version 3 cannot be loaded (BadZipFile)"}
+    assert events(lasting.model_copy(update={"data_drift_new": True}), None)[0].status == "drift"
+    broken = quiet.model_copy(
+        update={"champion_problem": "champion version 3 cannot be loaded (BadZipFile)"}
+    )
     (event,) = events(broken, None)
-    assert event["status"] == "failure"
-    assert event["title"] == f"Champion version {quiet['champion_version']} cannot be loaded"
-    assert "BadZipFile" in event["description"]
+    assert event.status == "failure"
+    assert event.title == f"Champion version {quiet.champion_version} cannot be loaded"
+    assert "BadZipFile" in event.description
 
 
 def test_continuous_training_pushes_its_metrics(

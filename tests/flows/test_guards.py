@@ -18,7 +18,9 @@ from flows.guards import (
     RunRef,
     RunScan,
     crash,
+    deployment_interval,
     earlier_active_runs,
+    interval_of,
     is_stale,
     pileup_reason,
     split_runs,
@@ -389,3 +391,37 @@ def test_submitted_at_is_when_a_worker_took_the_run() -> None:
             return str((await client.create_flow_run_from_deployment(deployment_id)).id)
 
     assert submitted_at(asyncio.run(scheduled_only())) is None
+
+
+# --- the schedule interval: the deployment's, read through the API -----------------------
+
+
+async def _deployment_with_schedule(schedule: Any | None) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+
+    async with get_client() as client:
+        flow_id = await client.create_flow_from_name("interval-test")
+        schedules = [] if schedule is None else [DeploymentScheduleCreate(schedule=schedule)]
+        return str(
+            await client.create_deployment(
+                flow_id=flow_id, name=f"s-{uuid4().hex}", schedules=schedules
+            )
+        )
+
+
+def test_the_interval_is_the_deployments_schedule_as_the_api_holds_it() -> None:
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+
+    every_45 = asyncio.run(
+        _deployment_with_schedule(IntervalSchedule(interval=timedelta(seconds=45)))
+    )
+    assert deployment_interval(every_45) == timedelta(seconds=45)
+    cron = asyncio.run(_deployment_with_schedule(CronSchedule(cron="* * * * *")))
+    assert deployment_interval(cron) is None  # the caller falls back to the setting
+    assert deployment_interval(asyncio.run(_deployment_with_schedule(None))) is None
+    assert deployment_interval(None) is None  # not in a deployment
+    assert interval_of(
+        {"schedules": [{"schedule": {"cron": "* * * * *"}}, {"schedule": {"interval": 10.0}}]}
+    ) == timedelta(seconds=10)
+    assert interval_of({"schedules": [{"schedule": {"interval": 0}}]}) is None

@@ -17,17 +17,17 @@ from flows import ingest_labels as flow_module
 from flows.hooks import notify_failure
 from flows.ingest_labels import ingest_labels
 from flows.retries import retry_on_transient
-from ia_continu import labels
+from ia_continu.data import labels
+from ia_continu.data.storage import served
+from ia_continu.data.storage.migrate import migrate
 from ia_continu.settings import get_settings
-from ia_continu.storage import served
-from ia_continu.storage.schema import get_engine
 from tests.utils.serving import drop_label_file, log_write, record, served_rows
 
 
 @pytest.fixture
 def engine(flow_env: Path) -> Engine:
     """The flows' project database with served predictions p0..p5 (alternating classes)."""
-    engine = get_engine(get_settings().resolved_database_url)
+    engine = migrate(get_settings().resolved_database_url)
     log_write(engine, record("r1", [i % 2 for i in range(6)], ids=[f"p{i}" for i in range(6)]))
     return engine
 

@@ -163,3 +163,61 @@ def test_sweep_without_pid_check_waits_for_the_bound() -> None:
     result = sweep_pool(pool, interval=INTERVAL, bound=BOUND, check_pids=False)
     assert result["crashed"] == []
     assert asyncio.run(_states())[str(runs["dead"].id)][0] == "Running"
+
+
+async def _backlog(pool: str, every: timedelta) -> Any:
+    """A deployment of ``pool`` scheduled every ``every``, its runs of the last 10 minutes."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import IntervalSchedule
+
+    await ensure_prefect_objects(pool, "process", f"limit-{pool}", pool_concurrency=2)
+    now = datetime.now(UTC)
+    async with get_client() as client:
+        flow_id = await client.create_flow_from_name("sweep-interval-test")
+        deployment_id = await client.create_deployment(
+            flow_id=flow_id,
+            name=f"d-{uuid4().hex}",
+            work_pool_name=pool,
+            schedules=[DeploymentScheduleCreate(schedule=IntervalSchedule(interval=every))],
+        )
+        response = await client._client.post(
+            f"/deployments/{deployment_id}/schedule",
+            json={
+                "start_time": (now - timedelta(minutes=10)).isoformat(),
+                "end_time": now.isoformat(),
+                "max_runs": 100,
+            },
+        )
+        response.raise_for_status()
+        return deployment_id
+
+
+async def _runs_of(deployment_id: Any) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    async with get_client() as client:
+        return await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            limit=200,
+        )
+
+
+def test_the_backlog_is_judged_in_each_deployments_own_interval() -> None:
+    """The deployment's schedule owns the interval (every 4 minutes here): with the setting
+    at 30 s, runs 30 s to 4 minutes late are still the schedule's, not a backlog."""
+    pool = f"sweep-{uuid4().hex[:8]}"
+    every = timedelta(minutes=4)
+    deployment_id = asyncio.run(_backlog(pool, every))
+    now = datetime.now(UTC)
+    result = sweep_pool(pool, interval=INTERVAL, bound=BOUND, check_pids=True, now=now)
+    runs = asyncio.run(_runs_of(deployment_id))
+    skipped = [r for r in runs if r.state.name == "Skipped"]
+    assert skipped and sorted(result["skipped"]) == sorted(r.name for r in skipped)
+    for run in runs:
+        if now - run.expected_start_time > every:
+            assert run.state.name == "Skipped", run.state
+            assert f"(> {every.total_seconds():.0f} s)" in str(run.state.message)
+        else:
+            assert run.state.name in {"Scheduled", "Late"}, run.state

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flows.ingest_labels import ingest_labels
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.served import prune_served
+from ia_continu.data.storage.tables import ServedPredictionRow
 from ia_continu.settings import get_settings
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.served import prune_served
-from ia_continu.storage.tables import ServedPredictionRow
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=10)
@@ -39,7 +39,7 @@ def _served(
 
 
 def _store(url: str) -> None:
-    with Session(get_engine(url)) as session:
+    with Session(migrate(url)) as session:
         session.add_all(
             [
                 _served("old-batched-a", 1, OLD, 1),
@@ -53,7 +53,7 @@ def _store(url: str) -> None:
 
 
 def _left(url: str) -> set[str]:
-    with Session(get_engine(url)) as session:
+    with Session(migrate(url)) as session:
         return set(session.scalars(select(ServedPredictionRow.prediction_id)))
 
 
@@ -81,7 +81,7 @@ def test_retention_zero_keeps_everything(flow_env: Path, monkeypatch: pytest.Mon
 def test_prune_is_bounded_per_call(flow_env: Path) -> None:
     url = get_settings().resolved_database_url
     _store(url)
-    engine = get_engine(url)
+    engine = migrate(url)
     assert prune_served(engine, NOW - timedelta(days=1), max_rows=1) == 1
     assert prune_served(engine, NOW - timedelta(days=1), max_rows=1) == 1
     assert prune_served(engine, NOW - timedelta(days=1), max_rows=1) == 0

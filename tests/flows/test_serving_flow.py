@@ -6,23 +6,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from flows.continuous_training import continuous_training
+from ia_continu.data.storage import repository
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.loop.results import CycleResult
 from ia_continu.settings import get_settings
-from ia_continu.storage import repository
-from ia_continu.storage.schema import get_engine
 from tests.utils.prometheus import pushgateway
 from tests.utils.serving import serve_champion
 
 
-def _cycle() -> dict[str, Any]:
+def _cycle() -> CycleResult:
     result = continuous_training()
-    assert isinstance(result, dict), result  # not Skipped
+    assert isinstance(result, CycleResult), result  # not Skipped
     return result
 
 
@@ -35,43 +35,43 @@ def test_a_serving_cycle_without_labelled_batch_skips_drift_but_monitors(
         monkeypatch.setenv("IAC_PUSHGATEWAY_URL", url)
         get_settings.cache_clear()
         settings = get_settings()
-        engine = get_engine(settings.resolved_database_url)
+        engine = migrate(settings.resolved_database_url)
 
         seeded = _cycle()  # the seed batch: bootstrap champion version 1
-        assert seeded["batch"]["batch_id"] is not None
-        assert seeded["retrain"]["promoted"] and seeded["retrain"]["version"] == 1
-        assert seeded["serving"]["status"] == "no_champion"  # monitored before the retrain
-        reports = repository.latest_drift_flags(engine, seeded["batch"]["source"])
-        assert reports is not None and reports["id"] == seeded["drift"]["id"]
+        assert seeded.batch.batch_id is not None
+        assert seeded.retrain.promoted and seeded.retrain.version == 1
+        assert seeded.serving.status == "no_champion"  # monitored before the retrain
+        reports = repository.latest_drift_flags(engine, seeded.batch.source)
+        assert reports is not None and reports.id == seeded.drift.id
 
         idle = _cycle()  # nothing served yet: no labelled batch
-        assert idle["batch"]["batch_id"] is None and not idle["batch"]["quarantined"]
-        assert idle["drift"] is None and idle["retrain"] is None
-        assert idle["serving"]["status"] == "no_window"
+        assert idle.batch.batch_id is None and not idle.batch.quarantined
+        assert idle.drift is None and idle.retrain is None
+        assert idle.serving.status == "no_window"
 
         # Traffic served just now: too young for a batch (IAC_LABEL_DELAY), not for the monitor.
         serve_champion(settings, 120, datetime.now(UTC) - timedelta(seconds=1), labelled=False)
         watched = _cycle()
-        assert watched["batch"]["batch_id"] is None
-        assert "IAC_LABEL_DELAY" in watched["batch"]["reason"]
-        assert watched["drift"] is None and watched["retrain"] is None
-        serving = watched["serving"]
-        assert serving["status"] == "reported" and serving["champion_version"] == 1
-        assert serving["n_rows"] == 120 and serving["label_coverage"] == 0.0
-        assert serving["estimated_accuracy"] is not None
+        assert watched.batch.batch_id is None
+        assert "IAC_LABEL_DELAY" in watched.batch.reason
+        assert watched.drift is None and watched.retrain is None
+        serving = watched.serving
+        assert serving.status == "reported" and serving.champion_version == 1
+        assert serving.n_rows == 120 and serving.label_coverage == 0.0
+        assert serving.estimated_accuracy is not None
         text = httpx.get(f"{url}/metrics", timeout=5).text
 
     # detect_drift ran once only (the seed cycle): one drift report in the database.
-    assert repository.latest_drift_flags(engine, seeded["batch"]["source"]) == reports
+    assert repository.latest_drift_flags(engine, seeded.batch.source) == reports
     (stored,) = repository.serving_reports(engine, 10)
-    assert stored["id"] == serving["report_id"]
+    assert stored["id"] == serving.report_id
     pushed = {
         s.name: s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
         if s.name.startswith("iac_")
     }
-    assert pushed["iac_estimated_accuracy"] == pytest.approx(serving["estimated_accuracy"])
+    assert pushed["iac_estimated_accuracy"] == pytest.approx(serving.estimated_accuracy)
     assert pushed["iac_estimated_accuracy_lower"] <= pushed["iac_estimated_accuracy"]
     assert pushed["iac_estimated_accuracy_upper"] >= pushed["iac_estimated_accuracy"]
     assert pushed["iac_label_coverage"] == 0.0

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, inspect, make_url, text
 
+from ia_continu.auth.tokens import TokenVerifier, create_token
+from ia_continu.data.sources import ReplaySource, SyntheticSource
+from ia_continu.data.storage import repository
+from ia_continu.data.storage.migrate import head_revision, migrate
 from ia_continu.serving.prediction_log import PredictionLog, PredictionRecord, load_predictions
-from ia_continu.sources import ReplaySource, SyntheticSource
-from ia_continu.storage import repository
-from ia_continu.storage.schema import get_engine, head_revision
-from ia_continu.tokens import TokenVerifier, create_token
 from tests.utils.race import migrate_concurrently
 from tests.utils.servers import postgres
 
@@ -28,7 +28,7 @@ def pg_url() -> Iterator[str]:
 
 
 def test_alembic_creates_the_schema_on_postgres(pg_url: str) -> None:
-    engine = get_engine(pg_url)
+    engine = migrate(pg_url)
     tables = {"batches", "quarantined_batches", "drift_reports", "api_tokens", "prediction_log"}
     assert tables <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
@@ -45,7 +45,7 @@ def test_concurrent_migrations_on_postgres(pg_url: str, tmp_path: Path) -> None:
 
 
 def test_tokens_and_prediction_log_on_postgres(pg_url: str) -> None:
-    engine = get_engine(pg_url)
+    engine = migrate(pg_url)
     info, token = create_token(engine, "pg-robot")
     assert TokenVerifier(engine, cache_seconds=0).verify(token) == info
     log = PredictionLog(engine, flush_seconds=0.01)
@@ -58,7 +58,7 @@ def test_tokens_and_prediction_log_on_postgres(pg_url: str) -> None:
 
 
 def test_ingest_is_exactly_once_on_postgres(pg_url: str) -> None:
-    engine = get_engine(pg_url)
+    engine = migrate(pg_url)
     source = SyntheticSource(batch_size=50, seed=7)
     first = repository.ingest_next(engine, source, "run-a")
     again = repository.ingest_next(engine, source, "run-a")
@@ -74,7 +74,7 @@ def test_missing_values_round_trip_as_null_on_postgres(pg_url: str, tmp_path: Pa
     csv = tmp_path / "gaps.csv"
     csv.write_text("t,colour,x,label\n0,red,1.5,UP\n1,,2.5,\n")
     source = ReplaySource(csv, target="label", time_column="t", categorical=("colour",))
-    engine = get_engine(pg_url)
+    engine = migrate(pg_url)
     info = repository.ingest_next(engine, source, "gaps")
     frame = repository.load_frame(engine, [info.id])
     assert list(frame["x"]) == [1.5, 2.5]
@@ -101,7 +101,7 @@ def test_a_quarantined_batch_keeps_its_rows_on_postgres(pg_url: str, tmp_path: P
     csv = tmp_path / "poisoned.csv"
     csv.write_text("t,colour,x,label\n0,red,1.5,UP\n1,blue,inf,DOWN\n2,red,,UP\n3,red,abc,UP\n")
     source = ReplaySource(csv, target="label", time_column="t", categorical=("colour",))
-    engine = get_engine(pg_url)
+    engine = migrate(pg_url)
     held = repository.ingest_next(engine, source, "poisoned")
     assert isinstance(held, repository.QuarantinedBatch)
     assert held.reason == (

@@ -27,9 +27,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bench.traffic import TrafficSimulator
-from ia_continu.sources import SyntheticSource
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import (
+from ia_continu.data.sources import SyntheticSource
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.tables import (
     BatchRow,
     DriftReportRow,
     LabelFileRow,
@@ -127,7 +127,7 @@ def _champion(client: MlflowClient) -> int | None:
 
 
 def _counts(url: str) -> dict[str, int]:
-    engine = get_engine(url)
+    engine = migrate(url)
     with Session(engine) as session:
         served = session.scalar(select(func.count()).select_from(ServedPredictionRow)) or 0
         labelled = (
@@ -143,7 +143,7 @@ def _counts(url: str) -> dict[str, int]:
 
 
 def _label_files(url: str) -> int:
-    with Session(get_engine(url)) as session:
+    with Session(migrate(url)) as session:
         return session.scalar(select(func.count()).select_from(LabelFileRow)) or 0
 
 
@@ -232,7 +232,7 @@ def test_served_traffic_drives_the_loop_with_delayed_labels(
         truth = pd.concat(
             pd.read_csv(p, dtype=str) for p in sorted((inbox / "processed").glob("labels-*"))
         )
-        engine = get_engine(db_url)
+        engine = migrate(db_url)
         with Session(engine) as session:
             joined = dict(
                 session.execute(

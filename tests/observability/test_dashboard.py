@@ -115,37 +115,54 @@ def _produced_metrics() -> set[str]:
     from prometheus_client import REGISTRY, CollectorRegistry
 
     import api.metrics  # noqa: F401  (registers the API's metrics on the default registry)
-    from ia_continu import flow_metrics
+    from ia_continu.loop import flow_metrics
+    from ia_continu.loop.results import DriftSummary, RetrainOutcome, ServingSummary
 
     registry = CollectorRegistry()
-    summary = {
-        "data_drift": True,
-        "concept_drift": True,
-        "drifted_features": ["x"],
-        "champion_accuracy": 0.7,
-        "reference_accuracy": 0.8,
-        "concept_drift_p_value": 0.001,
-        "features": [
-            {"feature": "x", "test": "ks", "statistic": 0.3, "p_adjusted": 0.01}
-            | {"effect": 0.2, "drifted": True}
-        ],
-    }
+    summary = DriftSummary.model_validate(
+        {
+            "id": "r",
+            "batch_id": 3,
+            "champion_version": 2,
+            "data_drift_new": True,
+            "retrain": True,
+            "trigger": "drift",
+            "reason": "concept drift",
+            "data_drift": True,
+            "concept_drift": True,
+            "drifted_features": ["x"],
+            "champion_accuracy": 0.7,
+            "reference_accuracy": 0.8,
+            "concept_drift_p_value": 0.001,
+            "features": [
+                {"feature": "x", "test": "ks", "statistic": 0.3, "p_adjusted": 0.01}
+                | {"effect": 0.2, "drifted": True}
+            ],
+        }
+    )
     flow_metrics.drift_metrics(summary, registry)
-    outcome = {"promoted": True, "challenger_accuracy": 0.8, "trigger": "drift"}
+    outcome = RetrainOutcome(
+        promoted=True,
+        challenger_accuracy=0.8,
+        champion_accuracy=0.7,
+        reason="better",
+        trigger="drift",
+    )
     flow_metrics.retrain_metrics(outcome, registry)
     flow_metrics.champion_metrics(registry, 2)
     flow_metrics.run_metrics(registry, 1.0, succeeded=True)
     flow_metrics.notification_metrics(registry, {"delivered": 1}, 0)
-    serving = {
-        "status": "reported",
-        "estimated_accuracy": 0.8,
-        "estimated_lower": 0.75,
-        "estimated_upper": 0.85,
-        "realised_accuracy": 0.79,
-        "label_coverage": 0.4,
-        "data_drift": True,
-        "prediction_drift": False,
-    }
+    serving = ServingSummary(
+        source="serving:m",
+        status="reported",
+        estimated_accuracy=0.8,
+        estimated_lower=0.75,
+        estimated_upper=0.85,
+        realised_accuracy=0.79,
+        label_coverage=0.4,
+        data_drift=True,
+        prediction_drift=False,
+    )
     flow_metrics.serving_metrics(serving, registry)
     failed = CollectorRegistry()
     flow_metrics.run_metrics(failed, 1.0, succeeded=False)
@@ -155,7 +172,7 @@ def _produced_metrics() -> set[str]:
 
 def test_every_iac_metric_queried_is_one_the_project_exports(board: dict[str, Any]) -> None:
     """Dashboard queries and alert rules name only metrics that exist, so a metric renamed
-    or removed in ``ia_continu.flow_metrics`` (as ``iac_accuracy_floor`` was) cannot leave
+    or removed in ``ia_continu.loop.flow_metrics`` (as ``iac_accuracy_floor`` was) cannot leave
     a panel or an alert silently empty."""
     exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
     exprs += [a["expr"] for a in board["annotations"]["list"] if "expr" in a]

@@ -22,6 +22,7 @@ import pytest
 
 from api.main import create_app
 from api.settings import ApiSettings
+from ia_continu.data.storage.migrate import migrate
 from ia_continu.settings import Settings, get_settings
 from tests.utils.live_api import serve_in_thread
 from tests.utils.prometheus import prometheus, pushgateway
@@ -85,6 +86,7 @@ def fed_prometheus(harness: None, tmp_path_factory: pytest.TempPathFactory) -> I
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     get_settings.cache_clear()
+    migrate(get_settings().resolved_database_url)  # as the bootstrap does before any flow
     try:
         with pushgateway(home / "pgw") as gateway:
             os.environ["IAC_PUSHGATEWAY_URL"] = gateway

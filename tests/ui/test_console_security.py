@@ -15,7 +15,7 @@ from loguru import logger
 from pydantic import ValidationError
 from streamlit.testing.v1 import AppTest
 
-from ia_continu.passwords import hash_password, verify_password
+from ia_continu.auth.passwords import hash_password, verify_password
 from tests.ui.conftest import UI
 from tests.utils.servers import free_port
 from ui.settings import UiSettings, invalid_settings_message

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
-from ia_continu import registry
-from ia_continu.storage.schema import get_engine
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.training import registry
 from tests.ui.conftest import open_page
 from tests.utils.history import store_cycles
 from tests.utils.serving import store_labels, store_serving_reports
@@ -23,7 +23,7 @@ TIMEOUT = 60
 
 
 def _history(data_dir: Path) -> None:
-    engine = get_engine(f"sqlite:///{(data_dir / 'ia_continu.db').resolve()}")
+    engine = migrate(f"sqlite:///{(data_dir / 'ia_continu.db').resolve()}")
     store_cycles(
         engine, [(0.8, 1, False, "ok"), (0.5, 1, True, "concept drift"), (0.82, 2, False, "ok")]
     )
@@ -39,6 +39,7 @@ def model_env(
     monkeypatch.setenv("IAC_DATA_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("IAC_UI_TIMEOUT_SECONDS", "10")
     (tmp_path / "state").mkdir()
+    migrate(f"sqlite:///{tmp_path / 'state' / 'ia_continu.db'}")  # as the bootstrap does
     return uri
 
 
@@ -86,6 +87,7 @@ def test_aliases_charts_and_rollback(model_env: str, champion_tags: None, tmp_pa
 def test_empty_project_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("IAC_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
     monkeypatch.setenv("IAC_DATA_DIR", str(tmp_path / "state"))
+    migrate(f"sqlite:///{tmp_path / 'state' / 'ia_continu.db'}")  # the bootstrap ran, nothing else
     app = open_page("model", TIMEOUT).run()
     assert not app.exception
     infos = " ".join(i.value for i in app.info)
@@ -113,7 +115,7 @@ def test_serving_traffic_estimated_vs_realised_and_label_status(
 ) -> None:
     data_dir = tmp_path / "state"
     _history(data_dir)
-    engine = get_engine(f"sqlite:///{(data_dir / 'ia_continu.db').resolve()}")
+    engine = migrate(f"sqlite:///{(data_dir / 'ia_continu.db').resolve()}")
     store_serving_reports(
         engine, [(80, 0.84, 0.83, False), (40, 0.78, 0.75, True), (0, 0.7, None, False)]
     )

@@ -12,10 +12,10 @@ from streamlit.testing.v1 import AppTest
 
 from api.main import create_app
 from api.settings import ApiSettings
-from ia_continu.passwords import hash_password
+from ia_continu.auth.passwords import hash_password
+from ia_continu.auth.tokens import create_token
+from ia_continu.data.storage.migrate import migrate
 from ia_continu.settings import Settings
-from ia_continu.storage.schema import get_engine
-from ia_continu.tokens import create_token
 from tests.ui.conftest import open_page, page
 from tests.utils.live_api import serve_in_thread
 from tests.utils.models import elec2_rows
@@ -35,7 +35,7 @@ def live_api(
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("api"), mlflow_tracking_uri=uri, registered_model_name=name
     )
-    _, token = create_token(get_engine(settings.resolved_database_url), "console")
+    _, token = create_token(migrate(settings.resolved_database_url), "console")
     with serve_in_thread(create_app(ApiSettings(), settings)) as url:
         yield url, token
 

@@ -33,8 +33,8 @@ from bench.stream_suite import (
     settings_for,
     write_generated,
 )
+from ia_continu.data.sources import ReplaySource, Schema, build_source
 from ia_continu.settings import Settings
-from ia_continu.sources import ReplaySource, Schema, build_source
 
 # --------------------------------------------------------------------------------------
 # Tiny hand-made streams

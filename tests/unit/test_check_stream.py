@@ -11,12 +11,15 @@ import pandas as pd
 import pytest
 from mlflow.models import infer_signature
 
-from ia_continu import cli, registry, stream_check, training
+from ia_continu import cli
+from ia_continu.data import stream_check
+from ia_continu.data.sources import ReplaySource, build_source
 from ia_continu.serving.champion import ServedModel, load_served_model
 from ia_continu.serving.onnx_runtime import compile_onnx
 from ia_continu.serving.signature import SignatureValidator
 from ia_continu.settings import Settings, get_settings
-from ia_continu.sources import ReplaySource, build_source
+from ia_continu.training import registry
+from ia_continu.training import trainer as training
 
 BATCH = 200
 

@@ -39,6 +39,16 @@ def test_migrate_creates_the_database(
     assert (tmp_path / "ia_continu.db").exists()
 
 
+def test_a_database_command_before_migrate_names_the_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IAC_DATA_DIR", str(tmp_path))
+    assert cli.main(["token", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "is not migrated" in err and "run `ia-continu migrate`" in err
+    assert "Traceback" not in err
+
+
 def test_rollback_without_previous_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -101,6 +111,7 @@ def test_token_with_a_short_lifetime_expires(
     monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("IAC_DATA_DIR", str(tmp_path))
+    assert cli.main(["migrate"]) == 0
     assert cli.main(["token", "create", "robot", "--expires-in-days", "0.5"]) == 0
     assert "expires never" not in capsys.readouterr().out
     assert cli.main(["token", "list"]) == 0

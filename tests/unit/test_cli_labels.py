@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine
 
 from ia_continu import cli
+from ia_continu.data.storage import served
+from ia_continu.data.storage.migrate import migrate
 from ia_continu.settings import get_settings
-from ia_continu.storage import served
-from ia_continu.storage.schema import get_engine
 from tests.utils.serving import log_write, record, served_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Engine:
     """IAC_DATA_DIR on tmp_path; served predictions p1 (class 1) and p2 (class 0)."""
     monkeypatch.setenv("IAC_DATA_DIR", str(tmp_path / "state"))
     get_settings.cache_clear()
-    engine = get_engine(get_settings().resolved_database_url)
+    engine = migrate(get_settings().resolved_database_url)
     log_write(engine, record("r1", [1, 0], ids=["p1", "p2"]))
     return engine
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ia_continu.concept_drift import (
+from ia_continu.monitoring.concept_drift import (
     BatchScore,
     ConceptDrift,
     ErrorCount,

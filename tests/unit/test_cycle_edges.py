@@ -10,10 +10,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import _validate_metric_name
 
-from ia_continu import cycle
+from ia_continu.data.storage import repository
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.loop import cycle
 from ia_continu.settings import Settings
-from ia_continu.storage import repository
-from ia_continu.storage.schema import get_engine
 
 
 def test_metric_key_makes_any_column_name_valid() -> None:
@@ -33,7 +33,7 @@ def test_retried_persist_logs_one_mlflow_run(settings: Settings) -> None:
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id], f"tags.drift_report_id = '{first}'")
     assert len(runs) == 1
-    stored = repository.get_drift_report(get_engine(settings.resolved_database_url), first)
+    stored = repository.get_drift_report(migrate(settings.resolved_database_url), first)
     assert stored["mlflow_run_id"] == runs[0].info.run_id
 
 
@@ -46,14 +46,14 @@ def test_lasting_data_drift_is_new_only_once(settings: Settings) -> None:
         cycle.ingest(shifted, f"k{i}")
         report = cycle.evaluate_drift(cycle.load_drift_inputs(shifted), shifted)
         cycle.persist_drift_report(shifted, report)
-        if report["decision"]["retrain"]:
+        if report.decision.retrain:
             window = cycle.load_training_window(shifted)
             model, decision = cycle.train_and_gate(window, shifted)
             cycle.record_challenger(
-                shifted, window, model, decision, trigger="bootstrap", drift_report_id=report["id"]
+                shifted, window, model, decision, trigger="bootstrap", drift_report_id=report.id
             )
-        data = report["data_drift"]
-        flags.append((bool(data and data["drift"]), report["data_drift_new"]))
+        data = report.data_drift
+        flags.append((bool(data and data.drift), report.data_drift_new))
     # Positions 2-3 are shifted (period 1 of 2 batches); 4-5 are not.
     assert flags[2] == (True, True)
     assert flags[3] == (True, False)
@@ -66,9 +66,9 @@ def test_single_class_window_rejects_the_challenger_and_keeps_the_champion(
     import pandas as pd
     import pytest
 
-    from ia_continu import registry
-    from ia_continu.sources import SyntheticSource
-    from ia_continu.training import train
+    from ia_continu.data.sources import SyntheticSource
+    from ia_continu.training import registry
+    from ia_continu.training.trainer import train
 
     source = SyntheticSource(batch_size=200)
     champion_model = train(source.batch(0), source.schema)
@@ -76,13 +76,13 @@ def test_single_class_window_rejects_the_challenger_and_keeps_the_champion(
     holdout = source.batch(2).assign(batch_id=2)
     window = _window(one_class, holdout, registry.ModelRef("m", 1, None, 0.9, [0]), champion_model)
     challenger, decision = cycle.train_and_gate(window, settings)
-    assert challenger is None and not decision["promote"]
-    assert "single class" in decision["reason"]
-    assert decision["champion_accuracy"] > 0.8
+    assert challenger is None and not decision.promote
+    assert "single class" in decision.reason
+    assert decision.champion_accuracy > 0.8
     outcome = cycle.record_challenger(
         settings, window, None, decision, trigger="drift", drift_report_id=None
     )
-    assert not outcome["promoted"] and outcome["run_id"] is None
+    assert not outcome.promoted and outcome.run_id is None
 
     no_champion = _window(one_class, holdout)
     with pytest.raises(ValueError, match="single class"):
@@ -93,7 +93,7 @@ def test_single_class_window_rejects_the_challenger_and_keeps_the_champion(
 def _window(train_frame, holdout, champion=None, champion_model=None):  # type: ignore[no-untyped-def]
     import pandas as pd
 
-    from ia_continu.sources import SyntheticSource
+    from ia_continu.data.sources import SyntheticSource
 
     source = SyntheticSource(batch_size=200)
     frame = pd.concat([train_frame, holdout], ignore_index=True)
@@ -112,8 +112,8 @@ def test_first_model_on_a_one_class_holdout_is_not_promoted(settings: Settings) 
     always answering the majority class; it proves nothing and must not bootstrap."""
     import pandas as pd
 
-    from ia_continu import registry
-    from ia_continu.sources import SyntheticSource
+    from ia_continu.data.sources import SyntheticSource
+    from ia_continu.training import registry
 
     source = SyntheticSource(batch_size=200)
     frame = source.batch(0)
@@ -123,24 +123,24 @@ def test_first_model_on_a_one_class_holdout_is_not_promoted(settings: Settings) 
     window = _window(train_rows, holdout)
     challenger, decision = cycle.train_and_gate(window, settings)
     assert challenger is not None
-    assert decision["challenger_accuracy"] == 1.0
-    assert not decision["promote"]
-    assert decision["baseline_accuracy"] == 1.0
-    assert "single class" in decision["reason"] and "baseline" in decision["reason"]
+    assert decision.challenger_accuracy == 1.0
+    assert not decision.promote
+    assert decision.baseline_accuracy == 1.0
+    assert "single class" in decision.reason and "baseline" in decision.reason
     outcome = cycle.record_challenger(
         settings, window, challenger, decision, trigger="bootstrap", drift_report_id=None
     )
-    assert not outcome["promoted"] and outcome["version"] is None
+    assert not outcome.promoted and outcome.version is None
     client = registry.client(settings.mlflow_tracking_uri)
     assert registry.get_alias(client, settings.registered_model_name) is None
-    assert client.get_run(outcome["run_id"]).data.tags["promoted"] == "false"
+    assert client.get_run(outcome.run_id).data.tags["promoted"] == "false"
     assert isinstance(holdout, pd.DataFrame)
 
 
 def test_min_lift_over_baseline_applies_with_and_without_a_champion(settings: Settings) -> None:
-    from ia_continu import registry
-    from ia_continu.sources import SyntheticSource
-    from ia_continu.training import majority_accuracy, train
+    from ia_continu.data.sources import SyntheticSource
+    from ia_continu.training import registry
+    from ia_continu.training.trainer import majority_accuracy, train
 
     source = SyntheticSource(batch_size=200)
     holdout = source.batch(1).assign(batch_id=1)
@@ -151,12 +151,12 @@ def test_min_lift_over_baseline_applies_with_and_without_a_champion(settings: Se
     for ref, model in [(None, None), (champion, weak_champion)]:
         window = _window(source.batch(0).assign(batch_id=0), holdout, ref, model)
         _, loose = cycle.train_and_gate(window, settings)
-        assert loose["promote"], loose
-        assert loose["baseline_accuracy"] == baseline
+        assert loose.promote, loose
+        assert loose.baseline_accuracy == baseline
         strict = settings.model_copy(update={"promotion_min_lift_over_baseline": 0.5})
         _, refused = cycle.train_and_gate(window, strict)
-        assert not refused["promote"]
-        assert f"majority-class baseline {baseline:.3f}" in refused["reason"]
+        assert not refused.promote
+        assert f"majority-class baseline {baseline:.3f}" in refused.reason
 
 
 def test_a_challenger_that_loads_back_differently_is_not_promoted(
@@ -165,13 +165,13 @@ def test_a_challenger_that_loads_back_differently_is_not_promoted(
     """The registry must hand back the model that was scored: a different one is refused."""
     from sklearn.dummy import DummyClassifier
 
-    from ia_continu import registry
-    from ia_continu.sources import SyntheticSource
+    from ia_continu.data.sources import SyntheticSource
+    from ia_continu.training import registry
 
     source = SyntheticSource(batch_size=200)
     window = _window(source.batch(0).assign(batch_id=0), source.batch(1).assign(batch_id=1))
     challenger, decision = cycle.train_and_gate(window, settings)
-    assert decision["promote"], decision
+    assert decision.promote, decision
     holdout = window.holdout
     other = DummyClassifier(strategy="constant", constant=0).fit(
         holdout[list(source.schema.features)], holdout["target"]
@@ -180,14 +180,14 @@ def test_a_challenger_that_loads_back_differently_is_not_promoted(
     outcome = cycle.record_challenger(
         settings, window, challenger, decision, trigger="bootstrap", drift_report_id=None
     )
-    assert not outcome["promoted"] and outcome["version"] == 1
-    assert "not promoted" in outcome["reason"] and "scores" in outcome["reason"]
+    assert not outcome.promoted and outcome.version == 1
+    assert "not promoted" in outcome.reason and "scores" in outcome.reason
     client = registry.client(settings.mlflow_tracking_uri)
     name = settings.registered_model_name
     assert registry.get_alias(client, name) is None
     tags = client.get_model_version(name, "1").tags
     assert "scores" in tags["rejected_reason"]
-    assert client.get_run(outcome["run_id"]).data.tags["promoted"] == "false"
+    assert client.get_run(outcome.run_id).data.tags["promoted"] == "false"
 
 
 class _CountingHandler(BaseHTTPRequestHandler):
@@ -241,7 +241,7 @@ def test_a_three_class_stream_is_gated_with_accuracy_and_macro_f1(settings: Sett
     import pandas as pd
     from sklearn.metrics import f1_score
 
-    from ia_continu.sources import Schema
+    from ia_continu.data.sources import Schema
 
     schema = Schema(features=("x",), categorical=(), target="label")
     rng = np.random.default_rng(0)
@@ -254,9 +254,9 @@ def test_a_three_class_stream_is_gated_with_accuracy_and_macro_f1(settings: Sett
     frame = pd.concat([batch(0), batch(1)], ignore_index=True)
     window = cycle.TrainingWindow("three", schema, frame, [0, 1], None, None)
     model, decision = cycle.train_and_gate(window, settings)
-    assert decision["promote"] and decision["challenger_accuracy"] > 0.9
+    assert decision.promote and decision.challenger_accuracy > 0.9
     holdout = frame[frame["batch_id"] == 1]
     expected = f1_score(holdout["label"], model.predict(holdout[["x"]]), average="macro")
-    assert decision["challenger_macro_f1"] > 0.9
+    assert decision.challenger_macro_f1 > 0.9
     assert "champion_macro_f1" not in decision
-    assert abs(decision["challenger_macro_f1"] - expected) < 0.05
+    assert abs(decision.challenger_macro_f1 - expected) < 0.05

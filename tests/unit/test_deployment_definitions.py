@@ -1,9 +1,8 @@
 """prefect.yaml: one definition per flow, deployed to a process pool or to a Docker pool
-(YAML anchors), and requirements/runtime.txt (the images' lock) agreeing with the dev lock."""
+(YAML anchors). The images' locks are checked in test_locks.py."""
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -98,29 +97,6 @@ def test_bootstrap_refuses_a_sqlite_database_for_a_docker_pool() -> None:
 
     with pytest.raises(SystemExit, match="IAC_DATABASE_URL must name a database server"):
         store_database_url_secret("sqlite:////tmp/iac.db")
-
-
-def _pins(path: Path) -> dict[str, str]:
-    pins = {}
-    for line in path.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)", line)
-        if match:
-            pins[re.sub(r"\[.*\]", "", match[1]).lower()] = match[2]
-    return pins
-
-
-def test_runtime_lock_is_the_dev_lock_without_dev_tools() -> None:
-    """The images install requirements/runtime.txt: same versions as the tested lock, every
-    direct dependency present, no test or lint tool (`make lock` writes both)."""
-    runtime, dev = _pins(ROOT / "requirements/runtime.txt"), _pins(ROOT / "requirements/lock.txt")
-    for name, version in runtime.items():
-        assert dev.get(name) == version, (name, version, dev.get(name))
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for requirement in project["dependencies"]:
-        name = re.split(r"[=<>\[ ]", requirement, maxsplit=1)[0].lower()
-        assert name in runtime, name
-    for tool in ("pytest", "ruff", "mypy", "playwright", "schemathesis", "evidently"):
-        assert tool not in runtime, tool
 
 
 def test_the_demo_worker_is_supervised() -> None:

@@ -13,8 +13,8 @@ from numpy.typing import NDArray
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-from ia_continu import drift
-from ia_continu.drift import (
+from ia_continu.monitoring import data_drift as drift
+from ia_continu.monitoring.data_drift import (
     DataDriftReport,
     detect_data_drift,
     ks_p_value,

@@ -1,4 +1,4 @@
-"""CBPE (``ia_continu.estimation``) on simulated data where the truth is known.
+"""CBPE (``ia_continu.monitoring.estimation``) on simulated data where the truth is known.
 
 The world: two features ~ N(0, I), P(y=1 | x) = sigmoid(3 x0 - 2 x1), a logistic
 regression champion trained on it (so calibrated by construction), a calibrator fitted
@@ -18,7 +18,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from bench.cbpe import Variant, run_variant, summarize, synthetic_covariate_stream, tenures
-from ia_continu.estimation import (
+from ia_continu.monitoring.estimation import (
     AccuracyEstimate,
     Calibrator,
     ReferenceOutputs,

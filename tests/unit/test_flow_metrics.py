@@ -10,46 +10,57 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ia_continu import flow_metrics
+from ia_continu.loop import flow_metrics
+from ia_continu.loop.results import DriftSummary, RetrainOutcome
 from tests.utils.prometheus import pushgateway
 from tests.utils.servers import free_port
 
-SUMMARY = {
-    "data_drift": True,
-    "concept_drift": False,
-    "drifted_features": ["nswprice"],
-    "champion_accuracy": 0.81,
-    "reference_accuracy": 0.84,
-    "concept_drift_p_value": 0.2,
-    "change_batch_id": None,
-    "champion_version": 3,
-    "features": [
-        {
-            "feature": "nswprice",
-            "test": "ks",
-            "statistic": 0.31,
-            "p_adjusted": 1e-9,
-            "effect": 0.4,
-            "drifted": True,
-        },
-        {
-            "feature": "day",
-            "test": "chi2",
-            "statistic": 2.5,
-            "p_adjusted": 0.7,
-            "effect": 0.01,
-            "drifted": False,
-        },
-    ],
-}
-OUTCOME = {
-    "promoted": True,
-    "version": 4,
-    "challenger_accuracy": 0.86,
-    "p_value": 0.003,
-    "window": "last_8",
-    "trigger": "drift",
-}
+SUMMARY = DriftSummary.model_validate(
+    {
+        "id": "r1",
+        "batch_id": 7,
+        "data_drift_new": True,
+        "retrain": True,
+        "trigger": "drift",
+        "reason": "concept drift",
+        "data_drift": True,
+        "concept_drift": False,
+        "drifted_features": ["nswprice"],
+        "champion_accuracy": 0.81,
+        "reference_accuracy": 0.84,
+        "concept_drift_p_value": 0.2,
+        "change_batch_id": None,
+        "champion_version": 3,
+        "features": [
+            {
+                "feature": "nswprice",
+                "test": "ks",
+                "statistic": 0.31,
+                "p_adjusted": 1e-9,
+                "effect": 0.4,
+                "drifted": True,
+            },
+            {
+                "feature": "day",
+                "test": "chi2",
+                "statistic": 2.5,
+                "p_adjusted": 0.7,
+                "effect": 0.01,
+                "drifted": False,
+            },
+        ],
+    }
+)
+OUTCOME = RetrainOutcome(
+    promoted=True,
+    version=4,
+    challenger_accuracy=0.86,
+    champion_accuracy=0.8,
+    p_value=0.003,
+    window="last_8",
+    reason="promoted",
+    trigger="drift",
+)
 
 
 def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -96,7 +107,7 @@ def test_drift_retrain_and_run_metrics() -> None:
 def test_no_champion_yet_pushes_no_accuracy_p_value_or_version() -> None:
     registry = CollectorRegistry()
     nothing = dict.fromkeys(("champion_accuracy", "reference_accuracy", "concept_drift_p_value"))
-    flow_metrics.drift_metrics({**SUMMARY, **nothing}, registry)
+    flow_metrics.drift_metrics(SUMMARY.model_copy(update=nothing), registry)
     flow_metrics.champion_metrics(registry, None)
     names = {name for name, _ in _samples(registry)}
     assert not names & {
@@ -110,8 +121,10 @@ def test_no_champion_yet_pushes_no_accuracy_p_value_or_version() -> None:
 
 def test_a_retrain_without_challenger_has_an_empty_window_label() -> None:
     registry = CollectorRegistry()
-    rejected = {"promoted": False, "version": None, "challenger_accuracy": None, "window": None}
-    flow_metrics.retrain_metrics({**rejected, "trigger": "drift"}, registry, now=5.0)
+    rejected = RetrainOutcome(
+        challenger_accuracy=None, champion_accuracy=0.8, reason="no challenger", trigger="drift"
+    )
+    flow_metrics.retrain_metrics(rejected, registry, now=5.0)
     samples = _samples(registry)
     labels = (("outcome", "rejected"), ("trigger", "drift"), ("window", ""))
     assert samples[("iac_retrain_timestamp_seconds", labels)] == 5.0

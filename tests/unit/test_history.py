@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ia_continu import history
-from ia_continu.storage.schema import get_engine
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.loop import history
 from tests.utils.history import Cycle, store_cycles
 
 
 def test_history_marks_promotions_and_keeps_time_order(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'h.db'}")
     plan: list[Cycle] = [
         (None, None, False, "no champion yet"),
         (0.81, 1, False, "ok"),
@@ -45,7 +45,7 @@ def test_reports_of_the_accuracy_floor_rule_show_their_validation_accuracy(
 ) -> None:
     """Reports stored before issue 12 have ``validation_accuracy`` and no p-value: the
     history reads the former as the reference and keeps the column types."""
-    engine = get_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'old.db'}")
     plan: list[Cycle] = [(0.81, 1, False, "ok"), (0.5, 1, True, "drift"), (0.79, 2, False, "ok")]
     store_cycles(engine, plan, legacy=2)
     frame = history.drift_history(engine)
@@ -56,7 +56,7 @@ def test_reports_of_the_accuracy_floor_rule_show_their_validation_accuracy(
 
 
 def test_empty_database_gives_empty_tables(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'e.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'e.db'}")
     assert history.drift_history(engine).empty
     assert history.feature_drift(engine).empty
     assert history.batches_ingested(engine).empty

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from ia_continu import history
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import ServingReportRow
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.tables import ServingReportRow
+from ia_continu.loop import history
 from tests.utils.serving import (
     SERVING_START,
     ServingReportPlan,
@@ -21,7 +21,7 @@ from tests.utils.serving import (
 def test_serving_history_in_time_order_with_coverage_and_realised_accuracy(
     tmp_path: Path,
 ) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 's.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 's.db'}")
     plan: list[ServingReportPlan] = [
         (80, 0.84, 0.83, False),
         (40, 0.78, 0.75, True),
@@ -50,7 +50,7 @@ def test_serving_history_in_time_order_with_coverage_and_realised_accuracy(
 
 
 def test_empty_window_has_no_coverage_rather_than_an_error(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'z.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'z.db'}")
     with Session(engine) as session:
         session.add(
             ServingReportRow(
@@ -75,7 +75,7 @@ def test_empty_window_has_no_coverage_rather_than_an_error(tmp_path: Path) -> No
 
 
 def test_label_status_counts_unresolved_quarantine_by_reason(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'l.db'}")
     store_labels(engine, served=30, labelled=12)
     assert history.label_status(engine) == {
         "served": 30,
@@ -86,7 +86,7 @@ def test_label_status_counts_unresolved_quarantine_by_reason(tmp_path: Path) -> 
 
 
 def test_empty_database_gives_empty_serving_tables(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 'e.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 'e.db'}")
     frame = history.serving_history(engine)
     assert frame.empty and list(frame.columns) == history.SERVING_COLUMNS
     assert history.label_status(engine) == {

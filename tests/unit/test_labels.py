@@ -10,11 +10,11 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
-from ia_continu import labels
+from ia_continu.data import labels
+from ia_continu.data.storage import served
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.tables import LabelFileRow, QuarantinedLabelRow
 from ia_continu.settings import Settings
-from ia_continu.storage import served
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import LabelFileRow, QuarantinedLabelRow
 from tests.utils.serving import drop_label_file, log_write, record, served_rows, settled
 
 
@@ -26,7 +26,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def engine(settings: Settings) -> Engine:
     """The project database, with served predictions p1..p4 (classes 1, 0, 1, 0)."""
-    engine = get_engine(settings.resolved_database_url)
+    engine = migrate(settings.resolved_database_url)
     log_write(engine, record("r1", [1, 0, 1, 0], ids=["p1", "p2", "p3", "p4"]))
     return engine
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ia_continu import registry
+from ia_continu.training import registry
 
 # What record_challenger wrote before the tags had an owner: existing registries hold it.
 STORED = {

@@ -1,4 +1,4 @@
-"""Serving monitoring (``ia_continu.monitoring``): serving drift and CBPE before labels.
+"""Serving monitoring (``ia_continu.monitoring.serving_monitor``): serving drift and CBPE before labels.
 
 The pure part runs on a simulated world where the truth is known: two numeric features
 ~ N(0, I) and a categorical one, P(y=1 | x) = sigmoid(3 x0 - 2 x1), a champion trained
@@ -25,9 +25,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from flows.continuous_training import events, serving_events
-from ia_continu import cycle, flow_metrics, monitoring, registry, serving_source
-from ia_continu.estimation import (
+from ia_continu.data import serving_source
+from ia_continu.data.sources import Schema
+from ia_continu.data.storage import repository
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.tables import ServedPredictionRow
+from ia_continu.loop import cycle, flow_metrics
+from ia_continu.loop.results import GateResult, RetrainOutcome, ServingSummary
+from ia_continu.monitoring import serving_monitor as monitoring
+from ia_continu.monitoring.estimation import (
     CALIBRATOR_FORMAT,
     Calibrator,
     calibrator_from_dict,
@@ -35,12 +41,11 @@ from ia_continu.estimation import (
     estimate_accuracy,
     fit_calibrator,
 )
+from ia_continu.notify.events import cycle_notices as events
+from ia_continu.notify.events import serving_notices as serving_events
 from ia_continu.settings import EstimatorName, Settings
-from ia_continu.sources import Schema
-from ia_continu.storage import repository
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import ServedPredictionRow
-from ia_continu.training import train
+from ia_continu.training import registry
+from ia_continu.training.trainer import train
 from tests.utils.mlflow_state import restored_mlflow_state
 from tests.utils.serving import serve_champion, serve_model
 
@@ -416,7 +421,7 @@ def test_a_random_forest_output_shift_is_still_detected_on_the_held_out_referenc
     forests: dict[tuple[int, int], tuple[Any, pd.DataFrame, Calibrator]],
 ) -> None:
     """The held-out reference is small, so the output tests lose power (module
-    docstring of ``ia_continu.monitoring``): with 336 rows a class mix moving from about
+    docstring of ``ia_continu.monitoring.serving_monitor``): with 336 rows a class mix moving from about
     50 % to 75 % is found; with 50 rows (found in 2 of 5 seeds when tried) it takes a
     larger move, 50 % to about 87 %, or a confidence drop, to be found every time."""
     settings = Settings()
@@ -489,7 +494,7 @@ def _save(engine: Engine, start: datetime, end: datetime, version: int | None = 
 
 
 def test_fill_realised_accuracy_once_the_labels_had_time(settings: Settings) -> None:
-    engine = get_engine(settings.resolved_database_url)
+    engine = migrate(settings.resolved_database_url)
     s = timedelta(seconds=1)
     _add_served(
         engine,
@@ -526,7 +531,7 @@ def test_fill_realised_accuracy_once_the_labels_had_time(settings: Settings) -> 
 
 
 def test_a_report_without_champion_version_counts_every_version(settings: Settings) -> None:
-    engine = get_engine(settings.resolved_database_url)
+    engine = migrate(settings.resolved_database_url)
     _add_served(engine, [("a", T0, "1", "1", 1), ("b", T0, "1", "0", 2)])
     report_id = _save(engine, T0, T0, version=None)
     assert repository.fill_realised_accuracy(engine, timedelta(0), now=T0) == 1
@@ -550,16 +555,16 @@ def serving_settings(settings: Settings) -> Settings:
     )
 
 
-def _bootstrap(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+def _bootstrap(settings: Settings) -> tuple[GateResult, RetrainOutcome]:
     """Seed batch -> train_and_gate -> record_challenger: champion version 1."""
     batch = cycle.ingest(settings, "seed")
-    assert batch["batch_id"] is not None, batch
+    assert batch.batch_id is not None, batch
     window = cycle.load_training_window(settings)
     challenger, decision = cycle.train_and_gate(window, settings)
     outcome = cycle.record_challenger(
         settings, window, challenger, decision, trigger="bootstrap", drift_report_id=None
     )
-    assert outcome["promoted"], outcome
+    assert outcome.promoted, outcome
     return decision, outcome
 
 
@@ -568,13 +573,13 @@ def test_train_and_gate_logs_the_calibrator_and_the_champion_loads_it(
 ) -> None:
     decision, outcome = _bootstrap(serving_settings)
     client = registry.client(serving_settings.mlflow_tracking_uri)
-    artifacts = {a.path for a in client.list_artifacts(outcome["run_id"])}
+    artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
     assert {"calibration.json", "lineage.json"} <= artifacts
-    logged = mlflow.artifacts.load_dict(f"runs:/{outcome['run_id']}/calibration.json")
-    assert logged == decision["calibration"]
-    assert logged["n_reference"] == decision["holdout_rows"] == 50
+    logged = mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/calibration.json")
+    assert logged == decision.calibration
+    assert logged["n_reference"] == decision.holdout_rows == 50
     assert len(logged["reference_outputs"]["prediction"]) == 50
-    assert logged["reference_accuracy"] == pytest.approx(decision["challenger_accuracy"])
+    assert logged["reference_accuracy"] == pytest.approx(decision.challenger_accuracy)
     champion = registry.get_alias(client, serving_settings.registered_model_name)
     assert champion is not None
     loaded = registry.load_calibrator(client, champion)
@@ -616,45 +621,45 @@ def test_run_serving_monitor_stores_a_report_and_later_its_realised_accuracy(
     serving_settings: Settings,
 ) -> None:
     settings = serving_settings
-    engine = get_engine(settings.resolved_database_url)
+    engine = migrate(settings.resolved_database_url)
     nothing = monitoring.run_serving_monitor(settings)
-    assert (nothing["status"], nothing["stored"]) == ("no_champion", False)
+    assert (nothing.status, nothing.stored) == ("no_champion", False)
     _bootstrap(settings)
     empty = monitoring.run_serving_monitor(settings)
-    assert (empty["status"], empty["stored"], empty["champion_version"]) == ("no_window", False, 1)
+    assert (empty.status, empty.stored, empty.champion_version) == ("no_window", False, 1)
     assert repository.serving_reports(engine, 10) == []
 
     now = datetime.now(UTC)
     serve_champion(settings, 150, now - timedelta(seconds=5))
     summary = monitoring.run_serving_monitor(settings)
-    assert summary["status"] == "reported" and summary["stored"]
-    assert json.loads(json.dumps(summary)) == summary  # JSON-ready
-    assert summary["n_rows"] == 150 and summary["label_coverage"] == 1.0
-    assert summary["source"] == f"serving:{settings.registered_model_name}"
-    assert 0.6 < summary["estimated_accuracy"] < 1.0
-    assert summary["estimated_lower"] < summary["estimated_accuracy"] < summary["estimated_upper"]
-    assert not summary["data_drift"] and not summary["prediction_drift"]
-    assert summary["realised_accuracy"] is None  # labels have not had IAC_LABEL_DELAY yet
+    assert summary.status == "reported" and summary.stored
+    assert ServingSummary.model_validate_json(summary.model_dump_json()) == summary  # JSON-ready
+    assert summary.n_rows == 150 and summary.label_coverage == 1.0
+    assert summary.source == f"serving:{settings.registered_model_name}"
+    assert 0.6 < summary.estimated_accuracy < 1.0
+    assert summary.estimated_lower < summary.estimated_accuracy < summary.estimated_upper
+    assert not summary.data_drift and not summary.prediction_drift
+    assert summary.realised_accuracy is None  # labels have not had IAC_LABEL_DELAY yet
     (stored,) = repository.serving_reports(engine, 10)
-    assert stored["id"] == summary["report_id"]
-    assert stored["estimated_accuracy"] == summary["estimated_accuracy"]
+    assert stored["id"] == summary.report_id
+    assert stored["estimated_accuracy"] == summary.estimated_accuracy
     assert stored["report"]["estimate"]["n"] == 150
 
     later = monitoring.run_serving_monitor(settings, now=now + settings.label_delay)
-    assert later["realised_filled"] == 1
-    assert later["realised_report_id"] == summary["report_id"]
-    assert later["realised_rows"] == 150
-    assert later["realised_estimate"] == summary["estimated_accuracy"]
+    assert later.realised_filled == 1
+    assert later.realised_report_id == summary.report_id
+    assert later.realised_rows == 150
+    assert later.realised_estimate == summary.estimated_accuracy
     # The estimate was about those very predictions: CBPE is close to what happened.
-    assert abs(later["realised_accuracy"] - summary["estimated_accuracy"]) < 0.1
+    assert abs(later.realised_accuracy - summary.estimated_accuracy) < 0.1
 
     # A covariate shift: announced when it appears, not again while it lasts.
     serve_champion(settings, 150, now, position=4, shift={"feature1": 2.0})
     shifted = monitoring.run_serving_monitor(settings)
-    assert shifted["data_drift"] and "feature1" in shifted["drifted_features"]
-    assert shifted["serving_drift_new"]
+    assert shifted.data_drift and "feature1" in shifted.drifted_features
+    assert shifted.serving_drift_new
     lasting = monitoring.run_serving_monitor(settings)
-    assert lasting["data_drift"] and not lasting["serving_drift_new"]
+    assert lasting.data_drift and not lasting.serving_drift_new
 
 
 def test_a_random_forest_from_the_cycle_monitors_on_its_held_out_outputs(
@@ -670,17 +675,17 @@ def test_a_random_forest_from_the_cycle_monitors_on_its_held_out_outputs(
     settings = serving_settings.model_copy(
         update={"estimator": "random_forest", "synthetic_mode": "stable"}
     )
-    engine = get_engine(settings.resolved_database_url)
-    assert cycle.ingest(settings, "seed")["batch_id"] is not None
+    engine = migrate(settings.resolved_database_url)
+    assert cycle.ingest(settings, "seed").batch_id is not None
     window = cycle.load_training_window(settings)
     model, decision = cycle.train_and_gate(window, settings)
     # The served model is refitted on the whole seed batch (IAC_REFIT_ON_HOLDOUT, the
     # default); its reference outputs are the gated model's on the held-out quarter.
-    assert decision["promote"] and decision["refit"], decision["reason"]
-    logged = json.loads(json.dumps(decision["calibration"]))  # as calibration.json holds it
-    assert len(logged["reference_outputs"]["probability"]) == decision["holdout_rows"] == 50
+    assert decision.promote and decision.refit, decision.reason
+    logged = json.loads(json.dumps(decision.calibration))  # as calibration.json holds it
+    assert len(logged["reference_outputs"]["probability"]) == decision.holdout_rows == 50
     calibrator = calibrator_from_dict(logged)
-    reference = repository.load_frame(engine, decision["training_batch_ids"])
+    reference = repository.load_frame(engine, decision.training_batch_ids)
     schema = serving_source.stream(settings).schema
     now = datetime.now(UTC)
     for k, position in enumerate((1, 2, 3, 4, 5)):
@@ -713,18 +718,18 @@ def test_a_refitted_champion_keeps_the_gated_models_held_out_outputs(settings: S
         update={"estimator": "random_forest", "synthetic_mode": "stable", "refit_on_holdout": True}
     )
     for key in ("a", "b"):
-        assert cycle.ingest(settings, key)["batch_id"] is not None
+        assert cycle.ingest(settings, key).batch_id is not None
     window = cycle.load_training_window(settings)
     model, decision = cycle.train_and_gate(window, settings)
-    assert decision["promote"] and decision["refit"], decision["reason"]
+    assert decision.promote and decision.refit, decision.reason
     holdout = window.holdout
     features = holdout[list(window.schema.features)]
     gated = train(
-        window.frame[window.frame["batch_id"].isin(decision["window"]["batch_ids"])],
+        window.frame[window.frame["batch_id"].isin(decision.window.batch_ids)],
         window.schema,
         "random_forest",
     )
-    stored = calibrator_from_dict(decision["calibration"]).reference_outputs
+    stored = calibrator_from_dict(decision.calibration).reference_outputs
     assert stored is not None and len(stored) == len(holdout)
     assert list(stored.probability) == gated.predict_proba(features).max(axis=1).tolist()
     # The refit saw these rows: its outputs there are in-sample, more confident.
@@ -738,7 +743,7 @@ def test_an_old_calibration_json_read_from_the_registry_still_monitors(
     """A version logged before the outputs were stored (no ``reference_outputs`` key)."""
     settings = serving_settings
     decision, _ = _bootstrap(settings)
-    old = {k: v for k, v in decision["calibration"].items() if k != "reference_outputs"}
+    old = {k: v for k, v in decision.calibration.items() if k != "reference_outputs"}
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     with mlflow.start_run() as run:
         mlflow.log_dict(old, "calibration.json")
@@ -748,7 +753,7 @@ def test_an_old_calibration_json_read_from_the_registry_still_monitors(
     calibrator = registry.load_calibrator(client, replace(champion, run_id=run.info.run_id))
     assert calibrator is not None and calibrator.reference_outputs is None
     assert calibrator.n_reference == 50
-    engine = get_engine(settings.resolved_database_url)
+    engine = migrate(settings.resolved_database_url)
     serve_champion(settings, 150, datetime.now(UTC) - timedelta(seconds=5))
     model, _ = cycle.load_champion_model(settings, champion)
     report = monitoring.monitor_serving(
@@ -769,39 +774,48 @@ def test_an_old_calibration_json_read_from_the_registry_still_monitors(
 # Notifications and pushed metrics
 # --------------------------------------------------------------------------------------
 
-SERVING = {
-    "status": "reported",
-    "champion_version": 2,
-    "n_rows": 300,
-    "label_coverage": 0.25,
-    "data_drift": True,
-    "prediction_drift": False,
-    "drifted_features": ["x0"],
-    "serving_drift_new": True,
-    "estimated_accuracy": 0.71,
-    "estimated_lower": 0.66,
-    "estimated_upper": 0.76,
-    "reference_accuracy": 0.86,
-    "realised_accuracy": 0.8,
-    "warn": True,
-}
+SERVING = ServingSummary(
+    source="serving:model",
+    status="reported",
+    champion_version=2,
+    n_rows=300,
+    label_coverage=0.25,
+    data_drift=True,
+    prediction_drift=False,
+    drifted_features=["x0"],
+    serving_drift_new=True,
+    estimated_accuracy=0.71,
+    estimated_lower=0.66,
+    estimated_upper=0.76,
+    reference_accuracy=0.86,
+    realised_accuracy=0.8,
+    warn=True,
+    warn_new=True,
+)
 
 
 def test_serving_events_warn_and_announce_new_serving_drift_once() -> None:
     warning, drift = serving_events(SERVING)
-    assert warning["status"] == "warning"
-    assert warning["title"] == "Estimated accuracy dropped (no labels yet)"
-    assert warning["fields"]["estimated"] == "71.0 %"
-    assert warning["fields"]["interval"] == "66.0 % to 76.0 %"
-    assert warning["fields"]["reference"] == "86.0 %"
-    assert warning["fields"]["coverage"] == "25.0 %"
-    assert drift["status"] == "drift" and drift["title"] == "Serving drift detected (inputs)"
-    lasting = {**SERVING, "warn_new": False, "serving_drift_new": False}
+    assert warning.status == "warning"
+    assert warning.title == "Estimated accuracy dropped (no labels yet)"
+    assert warning.fields["estimated"] == "71.0 %"
+    assert warning.fields["interval"] == "66.0 % to 76.0 %"
+    assert warning.fields["reference"] == "86.0 %"
+    assert warning.fields["coverage"] == "25.0 %"
+    assert drift.status == "drift" and drift.title == "Serving drift detected (inputs)"
+    lasting = SERVING.model_copy(update={"warn_new": False, "serving_drift_new": False})
     assert serving_events(lasting) == []
-    assert len(serving_events({**SERVING, "warn_new": True, "serving_drift_new": False})) == 1
-    assert serving_events({**SERVING, "status": "no_window"}) == []
+    assert (
+        len(
+            serving_events(
+                SERVING.model_copy(update={"warn_new": True, "serving_drift_new": False})
+            )
+        )
+        == 1
+    )
+    assert serving_events(SERVING.model_copy(update={"status": "no_window"})) == []
     assert serving_events(None) == []
-    assert [e["status"] for e in events(None, None, None, SERVING)] == ["warning", "drift"]
+    assert [e.status for e in events(None, None, None, SERVING)] == ["warning", "drift"]
 
 
 def test_serving_metrics() -> None:
@@ -823,6 +837,6 @@ def test_serving_metrics() -> None:
     }
     nothing = CollectorRegistry()
     flow_metrics.serving_metrics(
-        {"status": "no_champion", "realised_accuracy": None, "label_coverage": None}, nothing
+        ServingSummary(source="serving:model", status="no_champion"), nothing
     )
     assert generate_latest(nothing) == b""

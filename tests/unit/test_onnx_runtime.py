@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from mlflow.models import infer_signature
 
-from ia_continu import training
+from ia_continu.data.sources import build_source
 from ia_continu.serving.onnx_runtime import compile_onnx
 from ia_continu.serving.signature import SignatureValidator
 from ia_continu.settings import Settings
-from ia_continu.sources import build_source
+from ia_continu.training import trainer as training
 
 
 @pytest.fixture(scope="module")

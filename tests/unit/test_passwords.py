@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ia_continu import cli
-from ia_continu.passwords import hash_password, verify_password
+from ia_continu.auth.passwords import hash_password, verify_password
 
 
 def test_hash_and_verify() -> None:

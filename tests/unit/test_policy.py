@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ia_continu.policy import RetrainDecision, decide_retrain
+from ia_continu.loop.policy import RetrainDecision, decide_retrain
 
 STABLE = {"has_champion": True, "concept_drift": False, "data_drift": False}
 CONCEPT = "concept drift: error 0.301 on 336 rows vs reference 0.201 on 1344 rows (p=3.1e-07)"
@@ -16,36 +16,55 @@ BROKEN = "champion version 3 cannot be loaded (BadZipFile)"
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({**STABLE, "force": True}, RetrainDecision(True, "manual retrain requested", "manual")),
-        ({**STABLE, "has_champion": False}, RetrainDecision(True, "no champion yet", "bootstrap")),
+        (
+            {**STABLE, "force": True},
+            RetrainDecision(retrain=True, reason="manual retrain requested", trigger="manual"),
+        ),
+        (
+            {**STABLE, "has_champion": False},
+            RetrainDecision(retrain=True, reason="no champion yet", trigger="bootstrap"),
+        ),
         (
             {**STABLE, "champion_problem": BROKEN},
-            RetrainDecision(True, f"{BROKEN}: retrain to replace it", "drift"),
+            RetrainDecision(
+                retrain=True, reason=f"{BROKEN}: retrain to replace it", trigger="drift"
+            ),
         ),
         (
             {**STABLE, "concept_drift": True, "concept_reason": CONCEPT},
-            RetrainDecision(True, CONCEPT, "drift"),
+            RetrainDecision(retrain=True, reason=CONCEPT, trigger="drift"),
         ),
         (
             {**STABLE, "concept_drift": True},
-            RetrainDecision(True, "concept drift: champion error rate rose", "drift"),
+            RetrainDecision(
+                retrain=True, reason="concept drift: champion error rate rose", trigger="drift"
+            ),
         ),
         (
             {**STABLE, "concept_drift": True, "concept_reason": ""},
-            RetrainDecision(True, "concept drift: champion error rate rose", "drift"),
+            RetrainDecision(
+                retrain=True, reason="concept drift: champion error rate rose", trigger="drift"
+            ),
         ),
         (
             {**STABLE, "data_drift": True, "retrain_on_data_drift": True},
-            RetrainDecision(True, "data drift and IAC_RETRAIN_ON_DATA_DRIFT=true", "drift"),
+            RetrainDecision(
+                retrain=True,
+                reason="data drift and IAC_RETRAIN_ON_DATA_DRIFT=true",
+                trigger="drift",
+            ),
         ),
         (
             {**STABLE, "data_drift": True},
-            RetrainDecision(False, "data drift without performance loss: warn only"),
+            RetrainDecision(retrain=False, reason="data drift without performance loss: warn only"),
         ),
-        ({**STABLE, "retrain_on_data_drift": True}, RetrainDecision(False, "no drift")),
-        (STABLE, RetrainDecision(False, "no drift")),
-        ({**STABLE, "concept_reason": CONCEPT}, RetrainDecision(False, "no drift")),
-        ({**STABLE, "champion_problem": ""}, RetrainDecision(False, "no drift")),
+        (
+            {**STABLE, "retrain_on_data_drift": True},
+            RetrainDecision(retrain=False, reason="no drift"),
+        ),
+        (STABLE, RetrainDecision(retrain=False, reason="no drift")),
+        ({**STABLE, "concept_reason": CONCEPT}, RetrainDecision(retrain=False, reason="no drift")),
+        ({**STABLE, "champion_problem": ""}, RetrainDecision(retrain=False, reason="no drift")),
     ],
 )
 def test_every_branch_and_its_reason(kwargs: dict[str, Any], expected: RetrainDecision) -> None:
@@ -62,14 +81,16 @@ def test_force_wins_over_everything() -> None:
         force=True,
         champion_problem=BROKEN,
     )
-    assert decision == RetrainDecision(True, "manual retrain requested", "manual")
+    assert decision == RetrainDecision(
+        retrain=True, reason="manual retrain requested", trigger="manual"
+    )
 
 
 def test_no_champion_wins_over_a_champion_problem_and_drift() -> None:
     decision = decide_retrain(
         has_champion=False, concept_drift=True, data_drift=True, champion_problem=BROKEN
     )
-    assert decision == RetrainDecision(True, "no champion yet", "bootstrap")
+    assert decision == RetrainDecision(retrain=True, reason="no champion yet", trigger="bootstrap")
 
 
 def test_a_champion_problem_wins_over_drift() -> None:
@@ -80,7 +101,9 @@ def test_a_champion_problem_wins_over_drift() -> None:
         concept_reason=CONCEPT,
         champion_problem=BROKEN,
     )
-    assert decision == RetrainDecision(True, f"{BROKEN}: retrain to replace it", "drift")
+    assert decision == RetrainDecision(
+        retrain=True, reason=f"{BROKEN}: retrain to replace it", trigger="drift"
+    )
 
 
 def test_concept_drift_wins_over_data_drift() -> None:
@@ -91,7 +114,7 @@ def test_concept_drift_wins_over_data_drift() -> None:
         concept_reason=CONCEPT,
         retrain_on_data_drift=True,
     )
-    assert decision == RetrainDecision(True, CONCEPT, "drift")
+    assert decision == RetrainDecision(retrain=True, reason=CONCEPT, trigger="drift")
 
 
 def test_arguments_are_keyword_only() -> None:
@@ -101,15 +124,19 @@ def test_arguments_are_keyword_only() -> None:
 
 def test_a_scheduled_challenge_comes_after_every_drift_rule_and_only_when_due() -> None:
     due = {**STABLE, "challenge_every": 4}
-    assert decide_retrain(**due, cycles_since_retrain=3) == RetrainDecision(False, "no drift")
-    assert decide_retrain(**due, cycles_since_retrain=None) == RetrainDecision(False, "no drift")
+    assert decide_retrain(**due, cycles_since_retrain=3) == RetrainDecision(
+        retrain=False, reason="no drift"
+    )
+    assert decide_retrain(**due, cycles_since_retrain=None) == RetrainDecision(
+        retrain=False, reason="no drift"
+    )
     assert decide_retrain(**due, cycles_since_retrain=4) == RetrainDecision(
-        True,
-        "scheduled challenge: 4 cycles since the last retrain (IAC_CHALLENGE_EVERY_CYCLES=4)",
-        "schedule",
+        retrain=True,
+        reason="scheduled challenge: 4 cycles since the last retrain (IAC_CHALLENGE_EVERY_CYCLES=4)",
+        trigger="schedule",
     )
     assert decide_retrain(**{**due, "challenge_every": 0}, cycles_since_retrain=99) == (
-        RetrainDecision(False, "no drift")
+        RetrainDecision(retrain=False, reason="no drift")
     )
     drifted = decide_retrain(**{**due, "concept_drift": True}, cycles_since_retrain=9)
     assert drifted.trigger == "drift"
@@ -122,5 +149,12 @@ def test_challenging_every_cycle_and_the_default_of_no_schedule() -> None:
     assert every.retrain and every.trigger == "schedule"
     # Without IAC_CHALLENGE_EVERY_CYCLES given, no scheduled challenge however long ago.
     assert decide_retrain(**STABLE, cycles_since_retrain=10_000) == RetrainDecision(
-        False, "no drift"
+        retrain=False, reason="no drift"
     )
+
+
+def test_a_decision_names_a_trigger_exactly_when_it_retrains() -> None:
+    with pytest.raises(ValueError, match="trigger"):
+        RetrainDecision(retrain=True, reason="drift")
+    with pytest.raises(ValueError, match="trigger"):
+        RetrainDecision(retrain=False, reason="no drift", trigger="drift")

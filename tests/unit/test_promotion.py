@@ -9,7 +9,7 @@ import pytest
 from numpy.typing import NDArray
 from scipy import stats
 
-from ia_continu.promotion import (
+from ia_continu.training.promotion import (
     FLOAT_SLACK,
     PromotionDecision,
     decide_promotion,

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, select
 
-from ia_continu.storage import served
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import QuarantinedLabelRow
+from ia_continu.data.storage import served
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.tables import QuarantinedLabelRow
 from tests.utils.serving import RECORD_TIME, log_write, record, served_rows
 
 
@@ -39,7 +39,7 @@ def quarantine(engine: Engine) -> list[Any]:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
-    return get_engine(f"sqlite:///{tmp_path / 'iac.db'}")
+    return migrate(f"sqlite:///{tmp_path / 'iac.db'}")
 
 
 @pytest.fixture

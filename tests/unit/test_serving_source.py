@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ia_continu import serving_source
+from ia_continu.data import serving_source
+from ia_continu.data.storage import repository
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.tables import BatchRow, QuarantinedBatchRow, ServedPredictionRow
 from ia_continu.settings import Settings
-from ia_continu.storage import repository
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import BatchRow, QuarantinedBatchRow, ServedPredictionRow
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DELAY = timedelta(seconds=60)
@@ -49,7 +49,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
-    engine = get_engine(settings.resolved_database_url)
+    engine = migrate(settings.resolved_database_url)
     yield engine
     engine.dispose()
 
@@ -101,7 +101,7 @@ def _positions(engine: Engine) -> dict[str, int | None]:
 
 def _seeded(settings: Settings) -> dict[str, Any]:
     out = serving_source.ingest(settings, "seed-run", now=T0)
-    assert out["position"] == 0 and out["batch_id"] is not None
+    assert out.position == 0 and out.batch_id is not None
     return out
 
 
@@ -122,16 +122,16 @@ def test_seed_positions_come_first_from_the_seed_source(tmp_path: Path, engine: 
     _serve(engine, 5, start=T0 - timedelta(hours=1))  # served traffic waits for the seed
     first = serving_source.ingest(settings, "a", now=T0)
     second = serving_source.ingest(settings, "b", now=T0)
-    assert [first["position"], second["position"]] == [0, 1]
-    assert first["served_rows"] == 0 and first["labelled_share"] is None
-    assert first["n_rows"] == 10 and first["created"] and not first["quarantined"]
+    assert [first.position, second.position] == [0, 1]
+    assert first.served_rows == 0 and first.labelled_share is None
+    assert first.n_rows == 10 and first.created and not first.quarantined
     seed = serving_source.seed_source(settings)
-    stored = repository.load_frame(engine, [first["batch_id"], second["batch_id"]])
+    stored = repository.load_frame(engine, [first.batch_id, second.batch_id])
     expected = pd.concat([seed.batch(0), seed.batch(1)], ignore_index=True)
     pd.testing.assert_frame_equal(stored.drop(columns="batch_id"), expected)
     assert set(_positions(engine).values()) == {None}
     third = serving_source.ingest(settings, "c", now=T0)
-    assert third["position"] == 2 and third["served_rows"] == 5
+    assert third.position == 2 and third.served_rows == 5
     assert set(_positions(engine).values()) == {2}
     assert repository.stream_positions(engine, "serving:clf") == [0, 1, 2]
 
@@ -144,17 +144,17 @@ def test_a_prediction_younger_than_the_delay_is_never_batched(
     # 59 s after the newest: only the first two are old enough.
     now = T0 + timedelta(seconds=2) + DELAY - timedelta(seconds=1)
     out = serving_source.ingest(settings, "r1", now=now)
-    assert out["served_rows"] == 2 and out["n_rows"] == 2
+    assert out.served_rows == 2 and out.n_rows == 2
     assert _positions(engine) == {"p0000": 1, "p0001": 1, "p0002": None}
     nothing = serving_source.ingest(settings, "r2", now=now)
-    assert nothing["batch_id"] is None and not nothing["created"] and not nothing["quarantined"]
-    assert nothing["reason"] == (
+    assert nothing.batch_id is None and not nothing.created and not nothing.quarantined
+    assert nothing.reason == (
         "no served prediction older than IAC_LABEL_DELAY (60 s) yet; 1 waiting"
     )
-    assert nothing["position"] == 2 and nothing["served_rows"] == 0
+    assert nothing.position == 2 and nothing.served_rows == 0
     assert repository.stream_positions(engine, "serving:clf") == [0, 1]
     later = serving_source.ingest(settings, "r3", now=now + timedelta(seconds=1))
-    assert later["position"] == 2 and later["n_rows"] == 1
+    assert later.position == 2 and later.n_rows == 1
     assert _positions(engine)["p0002"] == 2
 
 
@@ -172,15 +172,15 @@ def test_each_prediction_is_consumed_exactly_once_in_served_order(
             row.served_at = T0 - timedelta(hours=2)
         session.commit()
     outs = [serving_source.ingest(settings, f"run{i}", now=T0) for i in range(5)]
-    assert [o["served_rows"] for o in outs] == [10, 10, 7, 0, 0]
-    assert [o["position"] for o in outs] == [1, 2, 3, 4, 4]
+    assert [o.served_rows for o in outs] == [10, 10, 7, 0, 0]
+    assert [o.position for o in outs] == [1, 2, 3, 4, 4]
     positions = _positions(engine)
     assert all(p is not None for p in positions.values())
     assert list(positions.values()).count(1) == 10
-    first = repository.load_frame(engine, [outs[0]["batch_id"]])
+    first = repository.load_frame(engine, [outs[0].batch_id])
     # same0000/same0001 (2 h ago, id order), then p0024, p0023, ... (oldest first).
     assert first["feature1"].tolist()[:4] == [0, 1, 24, 23]
-    total = sum(o["n_rows"] for o in outs)
+    total = sum(o.n_rows for o in outs)
     assert total == 27
     with Session(engine) as session:
         rows = session.scalar(
@@ -197,14 +197,14 @@ def test_a_retry_with_the_same_ingest_key_returns_the_same_batch(
     first = serving_source.ingest(settings, "flow-run-7", now=T0)
     _serve(engine, 4, start=T0 - timedelta(minutes=30), prefix="q")
     again = serving_source.ingest(settings, "flow-run-7", now=T0)
-    assert first["created"] and not again["created"]
+    assert first.created and not again.created
     for key in ("batch_id", "source", "position", "n_rows", "served_rows", "labelled_share"):
-        assert again[key] == first[key], key
-    assert first["labelled_share"] == pytest.approx(3 / 4)
+        assert getattr(again, key) == getattr(first, key), key
+    assert first.labelled_share == pytest.approx(3 / 4)
     assert all(p is None for pid, p in _positions(engine).items() if pid.startswith("q"))
     seed_again = serving_source.ingest(settings, "seed-run", now=T0)
-    assert seed_again["position"] == 0 and not seed_again["created"]
-    assert seed_again["served_rows"] == 0
+    assert seed_again.position == 0 and not seed_again.created
+    assert seed_again.served_rows == 0
 
 
 def test_labelled_share_and_synthetic_int_classes(settings: Settings, engine: Engine) -> None:
@@ -212,9 +212,9 @@ def test_labelled_share_and_synthetic_int_classes(settings: Settings, engine: En
     labels: list[str | None] = ["1", "0", None, "1", None, "0", "1", None, "1", "0"]
     _serve(engine, 10, start=T0 - timedelta(hours=1), label=labels)
     out = serving_source.ingest(settings, "r", now=T0)
-    assert out["served_rows"] == 10 and out["n_rows"] == 7
-    assert out["labelled_share"] == pytest.approx(0.7)
-    frame = repository.load_frame(engine, [out["batch_id"]])
+    assert out.served_rows == 10 and out.n_rows == 7
+    assert out.labelled_share == pytest.approx(0.7)
+    frame = repository.load_frame(engine, [out.batch_id])
     assert frame["target"].tolist() == [1, 0, 1, 0, 1, 1, 0]
     assert all(type(v) is int for v in frame["target"])
     assert frame["feature1"].tolist() == [0, 1, 3, 5, 6, 8, 9]  # the labelled rows, in order
@@ -222,7 +222,7 @@ def test_labelled_share_and_synthetic_int_classes(settings: Settings, engine: En
 
 def test_replay_seed_keeps_string_labels(tmp_path: Path) -> None:
     settings = _settings(tmp_path, serving_seed_source="replay", replay_classes=["UP", "DOWN"])
-    engine = get_engine(settings.resolved_database_url)
+    engine = migrate(settings.resolved_database_url)
     schema = serving_source.schema(settings)
     assert schema.target == "class" and "day" in schema.categorical
     _seeded(settings)
@@ -230,8 +230,8 @@ def test_replay_seed_keeps_string_labels(tmp_path: Path) -> None:
            "vicdemand": 0.4, "transfer": 0.4}  # fmt: skip
     _serve(engine, 4, start=T0 - timedelta(hours=1), features=row, label=["UP", "DOWN", "UP", "UP"])
     out = serving_source.ingest(settings, "r", now=T0)
-    assert not out["quarantined"], out["reason"]
-    frame = repository.load_frame(engine, [out["batch_id"]])
+    assert not out.quarantined, out.reason
+    frame = repository.load_frame(engine, [out.batch_id])
     assert frame["class"].tolist() == ["UP", "DOWN", "UP", "UP"]
     assert frame["day"].tolist() == ["2"] * 4
     assert list(frame.columns) == [*schema.features, "class", "batch_id"]
@@ -266,28 +266,28 @@ def test_a_bad_labelled_batch_is_quarantined_and_its_rows_consumed(
     _seeded(settings)
     _serve(engine, 3, start=T0 - timedelta(hours=1), features=features, label=[label, label, None])
     out = serving_source.ingest(settings, "bad", now=T0)
-    assert out["quarantined"] and out["batch_id"] is None and out["created"]
-    assert expected in out["reason"]
-    assert out["position"] == 1 and out["served_rows"] == 3 and out["n_rows"] == 2
+    assert out.quarantined and out.batch_id is None and out.created
+    assert expected in out.reason
+    assert out.position == 1 and out.served_rows == 3 and out.n_rows == 2
     assert set(_positions(engine).values()) == {1}
-    held = repository.load_quarantined_frame(engine, out["quarantine_id"])
+    held = repository.load_quarantined_frame(engine, out.quarantine_id)
     assert len(held) == 2
     retry = serving_source.ingest(settings, "bad", now=T0)
-    assert retry["quarantined"] and not retry["created"]
-    assert retry["quarantine_id"] == out["quarantine_id"] and retry["reason"] == out["reason"]
+    assert retry.quarantined and not retry.created
+    assert retry.quarantine_id == out.quarantine_id and retry.reason == out.reason
 
 
 def test_too_few_labelled_rows_quarantines_with_the_setting_named(
     tmp_path: Path,
 ) -> None:
     settings = _settings(tmp_path, min_batch_rows=5)
-    engine = get_engine(settings.resolved_database_url)
+    engine = migrate(settings.resolved_database_url)
     _seeded(settings)
     _serve(engine, 10, start=T0 - timedelta(hours=1), label=["1", "0"] + [None] * 8)
     out = serving_source.ingest(settings, "r", now=T0)
-    assert out["quarantined"]
-    assert "too few labelled rows: 2 < IAC_MIN_BATCH_ROWS=5" in out["reason"]
-    assert out["labelled_share"] == pytest.approx(0.2)
+    assert out.quarantined
+    assert "too few labelled rows: 2 < IAC_MIN_BATCH_ROWS=5" in out.reason
+    assert out.labelled_share == pytest.approx(0.2)
 
 
 def test_unlabelled_predictions_are_skipped_and_counted_with_the_next_position(
@@ -297,16 +297,16 @@ def test_unlabelled_predictions_are_skipped_and_counted_with_the_next_position(
     _serve(engine, 10, start=T0 - timedelta(hours=2), label=None, prefix="u")
     _serve(engine, 4, start=T0 - timedelta(hours=1), label="0")
     skipped = serving_source.ingest(settings, "r1", now=T0)
-    assert skipped["batch_id"] is None and not skipped["created"] and not skipped["quarantined"]
-    assert skipped["reason"] == (
+    assert skipped.batch_id is None and not skipped.created and not skipped.quarantined
+    assert skipped.reason == (
         "10 served predictions older than IAC_LABEL_DELAY (60 s), none labelled: "
         "they are skipped (position 1)"
     )
-    assert skipped["served_rows"] == 10 and skipped["labelled_share"] == 0.0
+    assert skipped.served_rows == 10 and skipped.labelled_share == 0.0
     assert repository.stream_positions(engine, "serving:clf") == [0]  # nothing stored
     out = serving_source.ingest(settings, "r2", now=T0)
-    assert out["position"] == 1 and out["n_rows"] == 4
-    assert out["served_rows"] == 14  # the skipped ones share the position
+    assert out.position == 1 and out.n_rows == 4
+    assert out.served_rows == 14  # the skipped ones share the position
     assert set(_positions(engine).values()) == {1}
 
 
@@ -317,9 +317,9 @@ def test_late_labels_count_predictions_labelled_after_they_were_batched(
     _serve(engine, 4, start=T0 - timedelta(hours=2), label=["1", None, None, "0"])
     _serve(engine, 10, start=T0 - timedelta(hours=3), label=None, prefix="u")
     skipped = serving_source.ingest(settings, "r1", now=T0)  # u*: no label, skipped
-    assert skipped["late_labels"] == 0 and skipped["batch_id"] is None
+    assert skipped.late_labels == 0 and skipped.batch_id is None
     out = serving_source.ingest(settings, "r2", now=T0)
-    assert out["n_rows"] == 2 and out["late_labels"] == 0 and out["position"] == 1
+    assert out.n_rows == 2 and out.late_labels == 0 and out.position == 1
     with Session(engine) as session:  # labels land after the predictions were consumed
         for pid in ("p0001", "u0000"):
             row = session.get(ServedPredictionRow, pid)
@@ -327,7 +327,7 @@ def test_late_labels_count_predictions_labelled_after_they_were_batched(
             row.label, row.labelled_at = "1", T0 + timedelta(minutes=5)
         session.commit()
     assert serving_source.late_labels(engine, settings) == 2
-    assert serving_source.ingest(settings, "r3", now=T0)["late_labels"] == 2
+    assert serving_source.ingest(settings, "r3", now=T0).late_labels == 2
 
 
 class _Crash(RuntimeError):
@@ -355,7 +355,7 @@ def test_a_crash_inside_the_transaction_leaves_neither_batch_nor_consumption(
         assert session.scalar(select(func.count()).select_from(QuarantinedBatchRow)) == 0
     monkeypatch.undo()
     out = serving_source.ingest(settings, "run", now=T0)
-    assert out["created"] and out["position"] == 1 and out["n_rows"] == 5
+    assert out.created and out.position == 1 and out.n_rows == 5
     assert set(_positions(engine).values()) == {1}
 
 
@@ -388,15 +388,15 @@ def test_a_concurrent_consumer_is_detected_and_the_next_rows_taken(
 
     monkeypatch.setattr(serving_source, "labelled_frame", racing)
     out = serving_source.ingest(settings, "mine", now=T0)
-    assert raced and out["created"] and out["n_rows"] == 5
-    assert out["position"] == (2 if other_stores else 1)
+    assert raced and out.created and out.n_rows == 5
+    assert out.position == (2 if other_stores else 1)
     positions = [p for p in _positions(engine).values() if p is not None]
     assert len(positions) == 15
 
 
 def test_serving_window_newest_rows_oldest_first(tmp_path: Path) -> None:
     settings = _settings(tmp_path, serving_window_rows=10, batch_size=20)
-    engine = get_engine(settings.resolved_database_url)
+    engine = migrate(settings.resolved_database_url)
     empty = serving_source.serving_window(settings, engine)
     assert empty.empty
     assert list(empty.columns) == ["feature1", "feature2", *serving_source.WINDOW_COLUMNS]

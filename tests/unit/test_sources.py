@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from ia_continu.settings import PACKAGED_ELEC2, Settings
-from ia_continu.sources import (
+from ia_continu.data.sources import (
     ReplaySource,
     SourceConfigError,
     StreamExhausted,
     SyntheticSource,
     build_source,
 )
+from ia_continu.settings import PACKAGED_ELEC2, Settings
 
 # --------------------------------------------------------------------------------------
 # SyntheticSource

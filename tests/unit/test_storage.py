@@ -13,10 +13,11 @@ from alembic import command
 from sqlalchemy import Engine, create_engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from ia_continu.sources import ReplaySource, Schema, StreamExhausted, SyntheticSource
-from ia_continu.storage import repository
-from ia_continu.storage.schema import alembic_config, get_engine, upgrade
-from ia_continu.storage.tables import BatchRow, DriftReportRow
+from ia_continu.data.sources import ReplaySource, Schema, StreamExhausted, SyntheticSource
+from ia_continu.data.storage import repository
+from ia_continu.data.storage.engine import SCHEMA_HEAD, SchemaNotAtHead, create, get_engine
+from ia_continu.data.storage.migrate import alembic_config, head_revision, migrate, upgrade
+from ia_continu.data.storage.tables import BatchRow, DriftReportRow
 from tests.utils.race import migrate_concurrently
 
 HEAD = "0004"  # bump with each new revision: a forgotten revision fails here
@@ -52,7 +53,7 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    engine = get_engine(db_url)
+    engine = migrate(db_url)
     yield engine
     engine.dispose()
 
@@ -71,7 +72,7 @@ def _alembic_version(engine: Engine) -> list[str]:
 # --------------------------------------------------------------------------------------
 
 
-def test_get_engine_creates_schema_at_head(tmp_path: Path, engine: Engine) -> None:
+def test_migrate_creates_schema_at_head(tmp_path: Path, engine: Engine) -> None:
     assert (tmp_path / "db" / "iac.db").is_file()  # parent directory created
     tables = set(inspect(engine).get_table_names())
     assert {
@@ -87,6 +88,27 @@ def test_get_engine_creates_schema_at_head(tmp_path: Path, engine: Engine) -> No
 
 def test_get_engine_is_cached_per_url(db_url: str, engine: Engine) -> None:
     assert get_engine(db_url) is engine
+
+
+def test_get_engine_never_migrates_and_names_the_command(tmp_path: Path) -> None:
+    """Only the bootstrap, `ia-continu migrate` and the API's start-up change the schema:
+    a flow or the console reaching a database that was never migrated (or is behind)
+    stops with the command to run, and creates no table."""
+    url = _url(tmp_path, "fresh.db")
+    with pytest.raises(SchemaNotAtHead, match=r"fresh\.db is not migrated.*ia-continu migrate"):
+        get_engine(url)
+    assert inspect(create(url)).get_table_names() == []
+    behind = create(url)
+    upgrade(behind, "0003")
+    with pytest.raises(SchemaNotAtHead, match="at revision 0003; this version needs revision"):
+        get_engine(url)
+    assert _alembic_version(behind) == ["0003"]
+    assert _alembic_version(migrate(url)) == [HEAD]
+    assert get_engine(url) is get_engine(url)
+
+
+def test_the_schema_head_the_code_expects_is_alembics() -> None:
+    assert SCHEMA_HEAD == head_revision() == HEAD
 
 
 def test_sqlite_pragmas_are_set(engine: Engine) -> None:
@@ -477,7 +499,7 @@ def test_migrations_match_the_table_definitions(engine: Engine) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from ia_continu.storage.tables import Base
+    from ia_continu.data.storage.tables import Base
 
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
@@ -485,6 +507,5 @@ def test_migrations_match_the_table_definitions(engine: Engine) -> None:
 
 
 def test_head_revision_is_the_newest_migration() -> None:
-    from ia_continu.storage.schema import head_revision
 
     assert head_revision() == HEAD

@@ -13,14 +13,14 @@ from loguru import logger
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ia_continu.auth.tokens import TokenVerifier, create_token, list_tokens, revoke_token
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.tables import ApiTokenRow
 from ia_continu.logs import configure_logging, redact
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import ApiTokenRow
-from ia_continu.tokens import TokenVerifier, create_token, list_tokens, revoke_token
 
 
 def test_only_the_hash_is_stored(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 't.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 't.db'}")
     info, token = create_token(engine, "robot", timedelta(days=30))
     secret = token.split("_", 2)[2]
     with Session(engine) as session:
@@ -35,7 +35,7 @@ def test_only_the_hash_is_stored(tmp_path: Path) -> None:
 
 
 def test_bad_lifetimes_and_unknown_tokens(tmp_path: Path) -> None:
-    engine = get_engine(f"sqlite:///{tmp_path / 't.db'}")
+    engine = migrate(f"sqlite:///{tmp_path / 't.db'}")
     with pytest.raises(ValueError, match="positive"):
         create_token(engine, "x", timedelta(0))
     with pytest.raises(LookupError):

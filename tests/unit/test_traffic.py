@@ -22,7 +22,7 @@ import pytest
 
 from bench import traffic
 from bench.traffic import TrafficSimulator
-from ia_continu.sources import SyntheticSource
+from ia_continu.data.sources import SyntheticSource
 
 SOURCE = SyntheticSource(mode="concept_drift", batch_size=10, period_batches=2)
 

@@ -16,9 +16,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from ia_continu.data.sources import Schema, SyntheticSource
 from ia_continu.settings import EstimatorName
-from ia_continu.sources import Schema, SyntheticSource
-from ia_continu.training import (
+from ia_continu.training.trainer import (
     DEFAULT_PARAMS,
     ESTIMATORS,
     accuracy,

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ia_continu.sources import Schema, SyntheticSource
-from ia_continu.validation import (
+from ia_continu.data.sources import Schema, SyntheticSource
+from ia_continu.data.validation import (
     MAX_REASON_FAILURES,
     Failure,
     Verdict,

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pandas as pd
 import pytest
 
-from ia_continu.windows import (
+from ia_continu.training.windows import (
     Candidate,
     WindowChoice,
     candidates,

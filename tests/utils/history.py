@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from ia_continu.concept_drift import ErrorCount, detect_concept_drift
-from ia_continu.sources import SyntheticSource
-from ia_continu.storage import repository
+from ia_continu.data.sources import SyntheticSource
+from ia_continu.data.storage import repository
+from ia_continu.monitoring.concept_drift import ErrorCount, detect_concept_drift
 
 Cycle = tuple[float | None, int | None, bool, str]  # accuracy, champion version, drifted, reason
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import mlflow
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
-from ia_continu import registry
+from ia_continu.training import registry
 
 _ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")
 

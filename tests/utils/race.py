@@ -10,17 +10,18 @@ from pathlib import Path
 _CODE = """
 import sys, time
 from pathlib import Path
-from ia_continu.storage.schema import get_engine
+from ia_continu.data.storage.engine import get_engine
+from ia_continu.data.storage.migrate import migrate
 url, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 ready.touch()
 while not go.exists():
     time.sleep(0.001)
-get_engine(url)
+migrate(url)
 """
 
 
 def migrate_concurrently(url: str, workdir: Path, n: int = 4) -> list[tuple[int, str]]:
-    """Run ``get_engine(url)`` in ``n`` processes released together; (return code, stderr) each."""
+    """Run ``migrate(url)`` in ``n`` processes released together; (return code, stderr) each."""
     go = workdir / "go"
     procs = [
         subprocess.Popen(

@@ -14,15 +14,16 @@ from uuid import uuid4
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-from ia_continu import registry, serving_source
-from ia_continu.settings import Settings
-from ia_continu.storage.schema import get_engine
-from ia_continu.storage.tables import (
+from ia_continu.data import serving_source
+from ia_continu.data.storage.migrate import migrate
+from ia_continu.data.storage.tables import (
     PredictionLogRow,
     QuarantinedLabelRow,
     ServedPredictionRow,
     ServingReportRow,
 )
+from ia_continu.settings import Settings
+from ia_continu.training import registry
 
 # --- the prediction log ----------------------------------------------------------------
 
@@ -109,7 +110,7 @@ def serve_model(
         features[column] = features[column] + delta
     proba = model.predict_proba(features)
     best = proba.argmax(axis=1)
-    with Session(get_engine(settings.resolved_database_url)) as session:
+    with Session(migrate(settings.resolved_database_url)) as session:
         for i, inputs in enumerate(features.to_dict(orient="records")):
             label = str(rows[seed.schema.target].iloc[i]) if labelled else None
             session.add(

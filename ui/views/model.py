@@ -12,9 +12,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from ia_continu import history
+from ia_continu.data.storage.engine import get_engine
+from ia_continu.loop import history
 from ia_continu.settings import get_settings
-from ia_continu.storage.schema import get_engine
 from ui import registry_view
 from ui.auth import require_login, settings_or_stop
 

@@ -1,1 +1,0 @@
-"""Persistence of batches, quarantined batches and drift reports (SQLAlchemy 2, Alembic)."""
