@@ -457,6 +457,27 @@ def ensure_console_token(database_url: str) -> None:
     logger.info("console token created and written to {}", target)
 
 
+#: Longest head start a Docker worker takes (``--prefetch-seconds``).
+PREFETCH_CAP_SECONDS = 15
+
+
+def prefetch_seconds(pool_type: str, interval_seconds: int) -> int | None:
+    """The worker's ``--prefetch-seconds``: how long before its scheduled time a flow run
+    is taken, so that its container boots before it is due; None keeps Prefect's 10 s.
+
+    Only a Docker pool gets more: a container's start (5-6 s at load 2 here, 20 s and more
+    on a loaded 2-core host) would otherwise eat into the 30 s cycle, where a process pool
+    starts in about 3 s. The server holds the move to Running until the scheduled time
+    (Prefect 2.20 ``WaitForScheduledTime``), so a run taken early boots, then waits. It
+    waits holding a work-pool slot, hence the cap: with ``ingest_labels`` every 10 s on
+    the same pool, 15 s of head start keep about 2.4 slots busy (the compose stack gives
+    the Docker pool 4, ``IAC_WORK_POOL_CONCURRENCY``).
+    """
+    if pool_type != "docker":
+        return None
+    return min(max(interval_seconds - 5, 10), PREFETCH_CAP_SECONDS)
+
+
 def worker_command(
     prefect: str,
     pool: str,
@@ -469,20 +490,14 @@ def worker_command(
 
     ``healthcheck`` adds ``--with-healthcheck`` (the worker's ``/health`` endpoint, which
     the compose healthcheck probes). ``interval_seconds`` (the schedule interval) sets
-    ``--prefetch-seconds`` to the interval less 5 s, between Prefect's default 10 s and 25 s.
+    ``--prefetch-seconds`` on a Docker pool (:func:`prefetch_seconds`).
     """
     command = [prefect, "worker", "start", "--pool", pool, "--type", pool_type]
     if pool_type == "docker":
         # prefect-docker is in the image; never pip-install at start (air-gapped).
         command += ["--install-policy", "never"]
-    if interval_seconds is not None:
-        # Warm start, as Prefect offers it: the worker takes a scheduled run this early,
-        # its process or container boots (interpreter, imports, flow module) and waits;
-        # the server holds the move to Running until the scheduled time
-        # (WaitForScheduledTime). The default (10 s, polled every 10 s) is shorter than a
-        # container start on a loaded machine, which then eats into the 30 s cycle. Capped
-        # at 25 s: a waiting run holds a work-pool slot.
-        prefetch = min(max(interval_seconds - 5, 10), 25)
+    prefetch = None if interval_seconds is None else prefetch_seconds(pool_type, interval_seconds)
+    if prefetch is not None:
         command += ["--prefetch-seconds", str(prefetch)]
     if healthcheck:
         command.append("--with-healthcheck")

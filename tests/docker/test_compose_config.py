@@ -110,8 +110,29 @@ def test_worker_is_a_docker_worker_that_never_installs(config: dict[str, Any]) -
     assert started[:3] == ["prefect", "worker", "start"]
     assert started[started.index("--install-policy") + 1] == "never"
     assert "--with-healthcheck" in started
+    assert "--prefetch-seconds" not in started  # no interval given: Prefect's 10 s
     assert any(v.startswith("/var/run/docker.sock:") for v in _volumes(worker))
+    bootstrap_env = config["services"]["bootstrap"]["environment"]
+    assert bootstrap_env["IAC_WORK_POOL_CONCURRENCY"] == "4"  # room for runs taken early
     assert worker["group_add"] == ["998"]
+
+
+def test_a_docker_worker_takes_runs_early_enough_to_boot_their_container() -> None:
+    """Warm start as Prefect 2.20 offers it: the worker takes a run --prefetch-seconds
+    before it is due, its container boots, and the server holds Running until its time."""
+
+    def prefetch(pool_type: str, interval: int) -> str | None:
+        command = bootstrap.worker_command(
+            "prefect", "pool", pool_type, healthcheck=False, interval_seconds=interval
+        )
+        if "--prefetch-seconds" not in command:
+            return None
+        return command[command.index("--prefetch-seconds") + 1]
+
+    assert prefetch("docker", 30) == "15"  # capped: a waiting run holds a pool slot
+    assert prefetch("docker", 600) == "15"
+    assert prefetch("docker", 12) == "10"  # never below Prefect's own 10 s
+    assert prefetch("process", 30) is None  # a process starts in ~3 s: Prefect's default
 
 
 def test_mlflow_uses_postgres_and_serves_artifacts_from_a_volume(config: dict[str, Any]) -> None:

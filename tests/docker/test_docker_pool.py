@@ -5,7 +5,6 @@ container, leaving a registered model version in MLflow."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from devkit.deployed import docker_bootstrap_env
 from tests.docker.conftest import FLOWS_IMAGE
 from tests.docker.phases import (
     PHASE_TIMINGS,
@@ -75,16 +75,8 @@ def test_continuous_training_runs_inside_a_container(
     request: pytest.FixtureRequest,
 ) -> None:
     servers, database_url = stack
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IAC_")}
-    env.update(
-        PREFECT_API_URL=servers.prefect_api_url,
-        PREFECT_HOME=str(servers.home / "client"),
-        IAC_DATA_DIR=str(servers.home / "state"),
-        IAC_DATABASE_URL=database_url,
-        IAC_MLFLOW_TRACKING_URI=servers.mlflow_url,
-        IAC_BASE_IMAGE=base_image,
-        IAC_IMAGE_NAME=IMAGE,
-        IAC_IMAGE_TAG=TAG,
+    env = docker_bootstrap_env(
+        servers, database_url, base_image=base_image, image_name=IMAGE, image_tag=TAG
     )
 
     deployed = run_phase(
@@ -107,6 +99,8 @@ def test_continuous_training_runs_inside_a_container(
     assert variables["image"] == FLOWS_IMAGE
     assert variables["image_pull_policy"] == "Never"
     assert variables["auto_remove"] is True
+    # One interpreter per container: the engine itself, not a runner that starts it.
+    assert variables["command"] == "python -m prefect.engine"
     assert variables["network_mode"] == "host"
     assert variables["volumes"] == ["ia-continu-flow-state:/var/lib/ia-continu"]
     assert variables["env"]["IAC_DATABASE_URL"] == (

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from devkit.deployed import pause_schedules_and_clear
 from tests.utils.servers import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,32 +37,6 @@ def loop_env(stack: Stack, webhook: str, model: str, **settings: str) -> dict[st
     )
     env.update(settings)
     return env
-
-
-async def pause_schedules_and_clear(deployment_name: str) -> None:
-    """Deactivate ``deployment_name``'s schedules and delete its scheduled flow runs."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        DeploymentFilter,
-        DeploymentFilterId,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    async with get_client() as client:
-        deployment = await client.read_deployment_by_name(deployment_name)
-        for schedule in await client.read_deployment_schedules(deployment.id):
-            await client.update_deployment_schedule(deployment.id, schedule.id, active=False)
-        scheduled = await client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
-            ),
-        )
-        for run in scheduled:
-            await client.delete_flow_run(run.id)
 
 
 def bootstrap_paused(
