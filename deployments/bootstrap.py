@@ -47,7 +47,7 @@ from typing import Any
 import httpx
 from loguru import logger
 
-from flows.guards import crash, interval_of, is_stale, stale_bound, stale_message
+from flows.guards import crash, is_stale, read_interval, stale_bound, stale_message
 from ia_continu.data.storage.engine import get_engine
 from ia_continu.data.storage.migrate import migrate
 from ia_continu.data.stream_check import stream_or_exit
@@ -158,7 +158,7 @@ def sweep_pool(
       time are closed as ``Completed``/``Skipped``, as the flow's own guard would close
       them, but before a process (5+ s of imports each) starts for them. The interval is
       the run's deployment's schedule as the API holds it (``prefect.yaml`` or the UI:
-      ``flows.guards.interval_of``), ``interval`` only for a deployment without one.
+      ``flows.guards.read_interval``), ``interval`` only for a deployment without one.
 
     Returns ``{"crashed": [names], "skipped": [names], "in_flight": [names]}`` (the
     last: ``Pending``/``Running`` runs left alone).
@@ -228,9 +228,7 @@ def sweep_pool(
             if not run.auto_scheduled or run.expected_start_time is None:
                 continue  # a run someone asked for waits its turn, however late
             if run.deployment_id not in intervals:
-                response = client._client.get(f"/deployments/{run.deployment_id}")
-                response.raise_for_status()
-                intervals[run.deployment_id] = interval_of(response.json()) or interval
+                intervals[run.deployment_id] = read_interval(client, run.deployment_id) or interval
             own = intervals[run.deployment_id]
             late_by = (now - run.expected_start_time).total_seconds()
             if late_by <= own.total_seconds():

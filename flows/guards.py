@@ -172,8 +172,18 @@ def deployment_interval(deployment_id: str | None) -> timedelta | None:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        response = client._client.get(f"/deployments/{deployment_id}")
-        response.raise_for_status()
+        return read_interval(client, deployment_id)
+
+
+def read_interval(client: Any, deployment_id: object) -> timedelta | None:
+    """:func:`interval_of` the deployment ``deployment_id`` as ``client`` (a sync Prefect
+    client, open) reads it: 2.20's ``SyncPrefectClient`` has no ``read_deployment``.
+
+    Raises:
+        httpx.HTTPError: API unreachable or refusing.
+    """
+    response = client._client.get(f"/deployments/{deployment_id}")
+    response.raise_for_status()
     return interval_of(response.json())
 
 
